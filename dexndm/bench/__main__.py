@@ -1,0 +1,37 @@
+"""``dexndm bench <what> [--json]``: run a benchmark and print a table or one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+BENCHMARKS = {"sim": "dexndm.bench.sim"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="dexndm bench", description=__doc__)
+    parser.add_argument("what", choices=sorted(BENCHMARKS))
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args(sys.argv[1:])
+    import importlib
+
+    result = importlib.import_module(BENCHMARKS[args.what]).run(quick=args.quick)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    table = Table(title=f"dexndm bench {args.what}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, f"{value:,.3f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""``dexndm``: one console script, a sub-command per stage.
+
+Each sub-command is a Hydra app (overrides as ``key=value``) or, for benchmarks, a
+plain argparse tool.  ``dexndm <command> --help`` shows its options.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("dexndm.apps.demo", "roll out the rotation task in MuJoCo and render it (main job for now)"),
+    "grasps": ("dexndm.apps.grasps", "build the grasp caches of an object set"),
+    "domains": ("dexndm.apps.domains", "list the shipped target-domain presets, or show one resolved"),
+    "bench": ("dexndm.bench.__main__", "benchmarks: `dexndm bench sim [--json]`"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: dexndm <command> [overrides...]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"dexndm: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    sys.argv = [f"dexndm {name}", *rest]
+    result = module.main()
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

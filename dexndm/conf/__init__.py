@@ -1,0 +1,20 @@
+"""Hydra configs.  Typed nodes (the dataclasses' defaults) are registered in the
+ConfigStore by ``register()``, so every field can be overridden on the command line
+and YAML files hold only what differs."""
+
+from __future__ import annotations
+
+_registered = False
+
+
+def register() -> None:
+    global _registered
+    if _registered:
+        return
+    from hydra.core.config_store import ConfigStore
+
+    from dexndm.sim.config import EnvConfig
+
+    cs = ConfigStore.instance()
+    cs.store(group="env", name="schema", node=EnvConfig)
+    _registered = True

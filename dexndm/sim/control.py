@@ -1,0 +1,67 @@
+"""The hand's command path and encoders, shared by every environment that drives it.
+
+* Relative targets (paper Sec. 3.1): a_t = clip(a_{t-1} + scale * action, joint limits),
+  action clipped to [-1, 1] and NaN treated as 0; or absolute targets for open-loop
+  replay (Chaos Box, base waves).
+* Latency (domain): whole control steps through a queue, plus physics steps inside the
+  control step during which the previous command still acts.
+* Encoders (domain + randomisation): bias, Gaussian noise, uniform noise.
+
+Arrays are [N, 16] in hardware joint order; ``ctrl`` is [N, substeps, 16] for
+``PhysicsBackend.step``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dexndm.hand import constants as hc
+from dexndm.sim.domain import Domain
+
+J = hc.NUM_JOINTS
+
+
+class HandController:
+    def __init__(self, n: int, domain: Domain, action_scale: float = 1.0 / 24.0, uniform_noise: float = 0.0):
+        self.n = n
+        self.domain = domain
+        self.substeps = domain.substeps
+        self.action_scale = action_scale
+        self.uniform_noise = uniform_noise
+        self.target = np.zeros((n, J))                                   # a_{t-1}: last commanded targets
+        self.queue = np.zeros((domain.latency_control_steps + 1, n, J))  # commands not yet in effect
+        self.applied = np.zeros((n, J))                                  # what the actuators track now
+        self.ctrl = np.zeros((n, self.substeps, J))
+
+    def reset(self, ids: np.ndarray, target: np.ndarray) -> None:
+        """Hold ``target`` ([len(ids), 16]) with no command in flight."""
+        self.target[ids] = target
+        self.queue[:, ids] = target
+        self.applied[ids] = target
+
+    def relative(self, action: np.ndarray) -> np.ndarray:
+        """Apply relative actions [N, 16]; returns ctrl [N, substeps, 16]."""
+        action = np.clip(np.nan_to_num(action, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0)
+        return self.absolute(self.target + self.action_scale * action)
+
+    def absolute(self, target: np.ndarray) -> np.ndarray:
+        """Command absolute targets [N, 16] (clamped to limits); returns ctrl [N, substeps, 16]."""
+        target = np.nan_to_num(target, nan=0.0)
+        self.target = np.clip(target, hc.JOINT_LOWER, hc.JOINT_UPPER)
+        previous = self.applied
+        self.queue = np.roll(self.queue, -1, axis=0)
+        self.queue[-1] = self.target
+        self.applied = self.queue[0].copy()
+        p = self.domain.latency_physics_steps
+        self.ctrl[:, :p] = previous[:, None]
+        self.ctrl[:, p:] = self.applied[:, None]
+        return self.ctrl
+
+    def measure(self, q: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Joint positions [K, 16] as the encoders report them."""
+        out = q + self.domain.joint_bias
+        if self.domain.joint_noise_std > 0:
+            out = out + rng.normal(0.0, self.domain.joint_noise_std, size=q.shape)
+        if self.uniform_noise > 0:
+            out = out + rng.uniform(-self.uniform_noise, self.uniform_noise, size=q.shape)
+        return out

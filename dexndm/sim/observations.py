@@ -1,0 +1,95 @@
+"""Observation layouts, defined once and saved with anything trained on them.
+
+Two observations (DexNDM Sec. 3.1-3.2, Appendix A.1):
+
+* privileged (oracle): joint and target histories, joint velocities, fingertip states,
+  object state, goal pose, joint and fingertip forces, per-body contact forces and
+  binary contacts, wrist orientation, rotation axis;
+* deployable (generalist, real hand): a T=10 history of (q_k, a_{k-1}), wrist
+  orientation, rotation axis.
+
+A layout is an ordered list of named fields; ``ObsLayout.to_dict``/``from_dict`` round
+trip it through checkpoint metadata, and ``check_compatible`` refuses a mismatch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dexndm.hand import constants as hc
+
+LAYOUT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ObsLayout:
+    """Named fields of a flat observation vector, in order: ((name, width), ...)."""
+
+    name: str
+    fields: tuple[tuple[str, int], ...]
+    version: int = LAYOUT_VERSION
+
+    @property
+    def dim(self) -> int:
+        return sum(w for _, w in self.fields)
+
+    def slice(self, field: str) -> slice:
+        start = 0
+        for name, width in self.fields:
+            if name == field:
+                return slice(start, start + width)
+            start += width
+        raise KeyError(f"layout {self.name!r} has no field {field!r}; fields: {[n for n, _ in self.fields]}")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "version": self.version, "fields": [[n, w] for n, w in self.fields],
+                "joint_order": list(hc.JOINT_NAMES)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ObsLayout":
+        try:
+            fields = tuple((str(n), int(w)) for n, w in data["fields"])
+            layout = cls(str(data["name"]), fields, int(data["version"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed observation layout {data!r}: {exc}") from exc
+        if list(data.get("joint_order", hc.JOINT_NAMES)) != list(hc.JOINT_NAMES):
+            raise ValueError("observation layout was saved with another joint order "
+                             f"{data.get('joint_order')}; dexndm uses {list(hc.JOINT_NAMES)}")
+        return layout
+
+    def check_compatible(self, other: "ObsLayout") -> None:
+        if self != other:
+            raise ValueError(f"observation layout mismatch: this code builds {self.to_dict()}, "
+                             f"the checkpoint/dataset expects {other.to_dict()}")
+
+
+J = hc.NUM_JOINTS
+PRIVILEGED_HISTORY = 3
+DEPLOY_HISTORY = 10
+
+
+def privileged_layout(history: int = PRIVILEGED_HISTORY) -> ObsLayout:
+    """Oracle observation (paper A.1 list; contact part sized for this model's bodies)."""
+    return ObsLayout("privileged", (
+        ("joint_pos_history", history * J),      # [history, 16], oldest first
+        ("target_history", history * J),         # [history, 16]
+        ("joint_vel", J),
+        ("fingertip_state", 4 * 13),             # per tip: pos 3, quat 4, linvel 3, angvel 3
+        ("object_state", 13),                    # pos (relative to grasp centre) 3, quat 4, linvel 3, angvel 3
+        ("goal_quat", 4),
+        ("joint_torque", J),                     # actuator torques
+        ("fingertip_wrench", 4 * 6),             # force 3 + torque 3 per distal link
+        ("contact_force", 3 * len(hc.CONTACT_BODIES)),
+        ("contact_binary", len(hc.CONTACT_BODIES)),
+        ("wrist_quat", 4),
+        ("rotation_axis", 3),
+    ))
+
+
+def deploy_layout(history: int = DEPLOY_HISTORY) -> ObsLayout:
+    """Generalist observation: history of (q_k, a_{k-1}) then wrist orientation and axis."""
+    return ObsLayout("deploy", (
+        ("proprio_history", history * 2 * J),    # [history, 2, 16]: (q_k, a_{k-1}), oldest first
+        ("wrist_quat", 4),
+        ("rotation_axis", 3),
+    ))

@@ -1,0 +1,99 @@
+"""In-hand rotation reward (DexNDM Appendix A.1, following RotateIt), vectorised over envs.
+
+    r = a_rot r_rot + a_goal r_goal + a_penalty r_penalty
+    r_rot     = clip(w . k, -c, c)                                   c = 0.5
+    r_penalty = - a_rot |w x k|_1 - a_lin |v|^2 - a_pose |q - q_init|^2
+                - a_work |tau . qdot| - a_torque |tau|^2
+    r_goal    = clip(g_goal / (ang_diff(p, p_goal) + eps), 0, c_goal)
+                + g_bonus [ang_diff(p, p_goal) < c_threshold]
+
+The paper names both the rotation weight and the off-axis coefficient ``a_rot`` and
+schedules "a_rot" over resets (0 for the first 10, linear to 0.1 at 100, then 0.1).
+``schedule_targets`` says which of the two follow that schedule (default: both, the
+literal reading); the other keeps its fixed value.  The work term is the paper's
+tau^T qdot taken in magnitude (mechanical power), so negative work earns no reward.
+The paper does not give g_goal, c_goal, eps, g_bonus or c_threshold; the defaults
+below are ours and are configurable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+TERMS: tuple[str, ...] = ("rot", "goal", "offaxis", "lin_vel", "pose", "work", "torque")
+
+
+@dataclass
+class RewardConfig:
+    rot_clip: float = 0.5            # c
+    rot_weight: float = 0.1          # a_rot on r_rot (final value when scheduled)
+    offaxis: float = 0.1             # a_rot on |w x k|_1 (final value when scheduled)
+    lin_vel: float = 0.3             # a_lin
+    pose: float = 0.3                # a_pose
+    work: float = 2.0                # a_work
+    torque: float = 0.1              # a_torque
+    penalty_weight: float = 1.0      # a_penalty
+    goal_weight: float = 1.0         # a_goal
+    goal_gain: float = 0.1           # g_goal
+    goal_clip: float = 1.0           # c_goal
+    goal_eps: float = 0.1            # eps, rad
+    goal_bonus: float = 2.0          # g_bonus
+    goal_threshold_deg: float = 15.0  # c_threshold, and the waypoint advance threshold
+    goal_ahead_deg: float = 90.0     # waypoint placed this far ahead about the axis
+    schedule_start: int = 10         # resets with the scheduled coefficients at 0
+    schedule_end: int = 100          # resets at which they reach their final value
+    schedule_targets: list[str] = field(default_factory=lambda: ["rot", "offaxis"])
+
+    def __post_init__(self) -> None:
+        bad = [t for t in self.schedule_targets if t not in ("rot", "offaxis")]
+        if bad:
+            raise ValueError(f"reward.schedule_targets: unknown entries {bad}; allowed: rot, offaxis")
+        if self.schedule_end < self.schedule_start:
+            raise ValueError("reward.schedule_end must be >= reward.schedule_start")
+
+    def schedule(self, resets: int) -> float:
+        """Fraction (0..1) of the scheduled coefficients' final value after ``resets`` resets."""
+        if resets <= self.schedule_start:
+            return 0.0
+        if resets >= self.schedule_end:
+            return 1.0
+        return (resets - self.schedule_start) / max(self.schedule_end - self.schedule_start, 1)
+
+
+def reward_terms(
+    cfg: RewardConfig,
+    *,
+    angvel: np.ndarray,     # [N, 3] object angular velocity, world (hand) frame, rad/s
+    linvel: np.ndarray,     # [N, 3] object linear velocity, m/s
+    axis: np.ndarray,       # [N, 3] unit target axis
+    q: np.ndarray,          # [N, 16] joint positions
+    q_init: np.ndarray,     # [N, 16] joint positions at reset
+    torque: np.ndarray,     # [N, S, 16] actuator torques over the control step's substeps
+    qdot: np.ndarray,       # [N, S, 16] joint velocities over the substeps
+    goal_angle: np.ndarray,  # [N] angle (rad) between object and goal orientation
+) -> dict[str, np.ndarray]:
+    """Unweighted terms ([N] each); penalties are positive magnitudes."""
+    w_dot_k = (angvel * axis).sum(-1)
+    thr = np.deg2rad(cfg.goal_threshold_deg)
+    return {
+        "rot": np.clip(w_dot_k, -cfg.rot_clip, cfg.rot_clip),
+        "goal": np.clip(cfg.goal_gain / (goal_angle + cfg.goal_eps), 0.0, cfg.goal_clip)
+        + cfg.goal_bonus * (goal_angle < thr),
+        "offaxis": np.abs(np.cross(angvel, axis)).sum(-1),
+        "lin_vel": (linvel ** 2).sum(-1),
+        "pose": ((q - q_init) ** 2).sum(-1),
+        "work": np.abs((torque * qdot).sum(-1)).mean(-1),
+        "torque": (torque ** 2).sum(-1).mean(-1),
+    }
+
+
+def total_reward(cfg: RewardConfig, terms: dict[str, np.ndarray], resets: int) -> np.ndarray:
+    """Weighted sum of the terms ([N])."""
+    s = cfg.schedule(resets)
+    rot_w = cfg.rot_weight * (s if "rot" in cfg.schedule_targets else 1.0)
+    off_w = cfg.offaxis * (s if "offaxis" in cfg.schedule_targets else 1.0)
+    penalty = (off_w * terms["offaxis"] + cfg.lin_vel * terms["lin_vel"] + cfg.pose * terms["pose"]
+               + cfg.work * terms["work"] + cfg.torque * terms["torque"])
+    return rot_w * terms["rot"] + cfg.goal_weight * terms["goal"] - cfg.penalty_weight * penalty

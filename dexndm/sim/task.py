@@ -1,0 +1,137 @@
+"""What each environment of a batch holds: object, scale, wrist orientation, axis, physics.
+
+``TaskSampler`` draws a fresh episode for every environment being reset: an object and
+a scale bin from the object set, a wrist orientation (gravity direction), a rotation
+axis, randomised physics (object mass and friction, PD gains; paper Appendix C) and
+an initial grasp from the cache.  Compiled models are cached per (object, scale) and
+copied per environment, so a reset costs a model copy, not a compile.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from dexndm.hand import constants as hc
+from dexndm.hand.model import HandIndex
+from dexndm.sim import grasps as grasp_cache
+from dexndm.sim import orientations as ori
+from dexndm.sim.config import EnvConfig
+from dexndm.sim.domain import Domain
+from dexndm.sim.grasps import set_object_properties
+from dexndm.sim.objects import object_set
+from dexndm.sim.scene import build_object_model
+
+#: Grasps generated palm-down serve every random wrist orientation (paper Appendix C).
+RANDOM_WRIST_GRASPS = "palm_down"
+
+
+@dataclass
+class Episode:
+    """Per-environment draws for the environments being reset (arrays over those envs)."""
+
+    object_index: np.ndarray   # [R]
+    scale: np.ndarray          # [R]
+    gravity_dir: np.ndarray    # [R, 3]
+    axis: np.ndarray           # [R, 3]
+    grasp: np.ndarray          # [R, 39]: q 16, target 16, object pose 7
+    object_mass: np.ndarray    # [R]
+    models: list
+
+
+class TaskSampler:
+    def __init__(self, cfg: EnvConfig, domain: Domain):
+        self.cfg = cfg
+        self.domain = domain
+        shapes = object_set(cfg.object_set)
+        if cfg.object_names:
+            by_name = {s.name: s for s in shapes}
+            missing = [n for n in cfg.object_names if n not in by_name]
+            if missing:
+                raise ValueError(f"env.object_names: {missing} not in set {cfg.object_set!r}; "
+                                 f"available: {sorted(by_name)}")
+            shapes = [by_name[n] for n in cfg.object_names]
+        self.shapes = shapes
+        lo, hi = shapes[0].scale_range
+        bins = cfg.randomization.scale_bins if cfg.randomization.enabled else 1
+        self.scales = np.linspace(lo, hi, bins) if bins > 1 and hi > lo else np.array([(lo + hi) / 2])
+        self.named_gravity = ori.gravity_directions(cfg.wrist)   # None = random
+        self.wrist_names = self._wrist_names(cfg.wrist)
+        self.axes = ori.axes_for(cfg.axes)
+        self._models: dict[tuple[int, int], mujoco.MjModel] = {}
+        self._grasps: dict[tuple[int, int, str], np.ndarray] = {}
+        template = self.model(0, 0)
+        self.hand = HandIndex.from_model(template)
+        self.object_body = mujoco.mj_name2id(template, mujoco.mjtObj.mjOBJ_BODY, "object")
+        self.object_qpos = int(template.jnt_qposadr[mujoco.mj_name2id(template, mujoco.mjtObj.mjOBJ_JOINT, "object_free")])
+        self.object_dof = int(template.jnt_dofadr[mujoco.mj_name2id(template, mujoco.mjtObj.mjOBJ_JOINT, "object_free")])
+
+    @staticmethod
+    def _wrist_names(spec) -> list[str] | None:
+        """Grasp-cache key for each named orientation (None for random)."""
+        if spec == "random":
+            return None
+        if spec == "named":
+            return list(ori.NAMED_ORIENTATIONS)
+        items = [spec] if isinstance(spec, str) else list(spec)
+        return [item if isinstance(item, str) else RANDOM_WRIST_GRASPS for item in items]
+
+    def model(self, obj: int, scale_bin: int) -> mujoco.MjModel:
+        key = (obj, scale_bin)
+        if key not in self._models:
+            self._models[key] = build_object_model(self.domain, self.shapes[obj], float(self.scales[scale_bin]))
+        return self._models[key]
+
+    def grasps(self, obj: int, scale_bin: int, wrist: str) -> np.ndarray:
+        key = (obj, scale_bin, wrist)
+        if key not in self._grasps:
+            shape, scale = self.shapes[obj], float(self.scales[scale_bin])
+            path = grasp_cache.cache_path(self.cfg.grasp_path, shape, scale, wrist)
+            if not path.exists() and not self.cfg.grasp_generate:
+                raise FileNotFoundError(f"no grasp cache at {path}; run `dexndm grasps env.object_set={shape.category}` "
+                                        "or set env.grasp_generate=true")
+            self._grasps[key] = grasp_cache.ensure_cache(
+                self.cfg.grasp_path, self.domain, shape, scale, wrist,
+                np.array(ori.WRIST_ORIENTATIONS[wrist]), n_candidates=self.cfg.grasps_per_cache,
+                nthread=self.cfg.nthread, seed=self.cfg.seed)
+        return self._grasps[key]
+
+    def sample(self, rng: np.random.Generator, n: int) -> Episode:
+        """Draw ``n`` episodes (models are fresh copies, safe to modify)."""
+        dr = self.cfg.randomization
+        obj = rng.integers(len(self.shapes), size=n)
+        sbin = rng.integers(len(self.scales), size=n)
+        if self.named_gravity is None:
+            gravity = ori.sample_unit_vectors(rng, n)
+            wrist_keys = [RANDOM_WRIST_GRASPS] * n
+        else:
+            pick = rng.integers(len(self.named_gravity), size=n)
+            gravity = self.named_gravity[pick]
+            wrist_keys = [self.wrist_names[i] for i in pick]
+        axis = self.axes[rng.integers(len(self.axes), size=n)]
+        if dr.enabled:
+            mass = rng.uniform(*dr.object_mass, size=n) * self.domain.object_mass_scale
+            friction = rng.uniform(*dr.object_friction, size=n) * self.domain.object_friction_scale
+            kp_scale = rng.uniform(*dr.kp_scale, size=(n, hc.NUM_JOINTS))
+            kd_scale = rng.uniform(*dr.kd_scale, size=(n, hc.NUM_JOINTS))
+        else:
+            mass = np.full(n, np.mean(dr.object_mass)) * self.domain.object_mass_scale
+            friction = np.full(n, 1.0) * self.domain.object_friction_scale
+            kp_scale = kd_scale = np.ones((n, hc.NUM_JOINTS))
+        models, grasp_rows = [], np.empty((n, grasp_cache.GRASP_ROW))
+        act = self.hand.actuator
+        for k in range(n):
+            model = copy.copy(self.model(int(obj[k]), int(sbin[k])))
+            model.opt.gravity[:] = self.domain.gravity * gravity[k]
+            set_object_properties(model, float(mass[k]), float(friction[k]))
+            kp = self.domain.kp * kp_scale[k]
+            model.actuator_gainprm[act, 0] = kp
+            model.actuator_biasprm[act, 1] = -kp
+            model.actuator_biasprm[act, 2] = -self.domain.kd * kd_scale[k]
+            models.append(model)
+            rows = self.grasps(int(obj[k]), int(sbin[k]), wrist_keys[k])
+            grasp_rows[k] = rows[rng.integers(len(rows))]
+        return Episode(obj, self.scales[sbin], gravity, axis, grasp_rows, mass, models)

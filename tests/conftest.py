@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny, real configurations of the simulator (no mocks)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+
+import numpy as np
+import pytest
+
+from dexndm.sim.objects import object_set
+
+#: One cuboid, one scale bin: a grasp cache builds in about a second.
+TINY_SET = "cuboids"
+
+
+@pytest.fixture(scope="session")
+def grasp_dir(tmp_path_factory):
+    """Grasp caches shared by the whole test session (built on first use)."""
+    return str(tmp_path_factory.mktemp("grasps"))
+
+
+@pytest.fixture(scope="session")
+def tiny_env_cfg(grasp_dir):
+    """Keyword arguments for a small, fast rotation environment."""
+    first = object_set(TINY_SET)[0].name
+    return dict(num_envs=4, nthread=2, object_set=TINY_SET, object_names=[first], wrist="palm_up", axes="+z",
+                grasp_dir=grasp_dir, grasps_per_cache=32, seed=0, randomization={"scale_bins": 1})
+
+
+def zero_action(n: int):
+    import torch
+
+    return torch.zeros(n, 16)
+
+
+def pytest_configure(config):
+    np.set_printoptions(precision=4, suppress=True)

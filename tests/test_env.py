@@ -1,0 +1,167 @@
+"""The batched TorchRL rotation environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchrl.envs.utils import check_env_specs
+
+from dexndm.hand import constants as hc
+from dexndm.sim import make_env
+from dexndm.sim.metrics import EPISODE_METRICS
+from dexndm.sim.objects import object_set
+
+TASKS = sorted(p.stem for p in (Path(__file__).parents[1] / "dexndm" / "conf" / "task").glob("*.yaml"))
+
+
+def test_check_env_specs(tiny_env_cfg):
+    env = make_env(tiny_env_cfg, wrist="random", axes="all")
+    check_env_specs(env, seed=0)
+    env.close()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_registered_task_resets_and_steps(task, grasp_dir):
+    assert len(TASKS) == 6
+    first = object_set(task)[0].name
+    env = make_env(num_envs=2, object_set=task, object_names=[first], wrist="palm_up", axes="z",
+                   grasp_dir=grasp_dir, grasps_per_cache=32, randomization={"scale_bins": 1})
+    td = env.reset()
+    assert td["observation"].shape == (2, env.priv_layout.dim)
+    assert td["policy_obs"].shape == (2, env.deploy_layout.dim)
+    for _ in range(5):
+        td["action"] = torch.rand(2, 16) * 2 - 1
+        td = env.step(td)["next"]
+        for key in ("observation", "policy_obs", "reward", "reward_terms"):
+            assert torch.isfinite(td[key]).all(), key
+    env.close()
+
+
+def run(cfg, steps=30, seed=0):
+    env = make_env(cfg, wrist="random", axes="all")
+    env.set_seed(seed)
+    td = env.reset()
+    gen = torch.Generator().manual_seed(1)
+    obs = []
+    for _ in range(steps):
+        td["action"] = torch.rand(env.batch_size[0], 16, generator=gen) * 2 - 1
+        td = env.step_and_maybe_reset(td)[1]
+        obs.append(td["observation"].clone())
+    env.close()
+    return torch.stack(obs)
+
+
+def test_same_seed_same_trajectory(tiny_env_cfg):
+    a, b = run(tiny_env_cfg), run(tiny_env_cfg)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    c = run(tiny_env_cfg, seed=7)
+    assert not torch.equal(a, c)
+
+
+def test_partial_reset_touches_only_masked_envs(tiny_env_cfg):
+    env = make_env(tiny_env_cfg, randomization={"enabled": False})
+    td = env.reset()
+    for _ in range(3):
+        td["action"] = torch.rand(4, 16) * 2 - 1
+        td = env.step(td)["next"]
+    before = td["observation"].clone()
+    mask = torch.tensor([[True], [False], [False], [True]])
+    after = env.reset(td.clone().set("_reset", mask))["observation"]
+    torch.testing.assert_close(after[1:3], before[1:3])
+    assert not torch.equal(after[0], before[0])
+    assert (env.tracker.steps == np.array([0, 3, 3, 0])).all()
+    env.close()
+
+
+def test_cached_grasps_hold_for_two_seconds_palm_up(tiny_env_cfg):
+    env = make_env(tiny_env_cfg, num_envs=8, randomization={"enabled": False})
+    td = env.reset()
+    start = env.start_pos.copy()
+    for _ in range(40):  # 2 s at 20 Hz, zero action
+        td["action"] = torch.zeros(8, 16)
+        td = env.step(td)["next"]
+        assert not td["done"].any()
+    oq = env.sampler.object_qpos
+    drift = np.linalg.norm(env.physics.qpos[:, oq:oq + 3] - start, axis=1)
+    assert drift.max() < 0.015
+    env.close()
+
+
+def test_blowup_is_reset_counted_and_never_reaches_observations(tiny_env_cfg):
+    env = make_env(tiny_env_cfg)
+    td = env.reset()
+    env.physics.state[2, 5] = np.nan
+    td["action"] = torch.zeros(4, 16)
+    out = env.step(td)["next"]
+    assert env.blowups == 1
+    assert out["truncated"][2] and not out["terminated"][2]
+    assert out["episode_metrics"][2, EPISODE_METRICS.index("blowup")] == 1
+    assert torch.isfinite(out["observation"]).all() and out["reward"][2] == 0
+    td = env.reset(out.set("_reset", out["done"]))
+    assert np.isfinite(env.physics.state).all()
+    env.close()
+
+
+def test_episode_ends_at_400_steps_with_metrics(tiny_env_cfg):
+    env = make_env(tiny_env_cfg, episode_steps=12, randomization={"enabled": False})
+    td = env.reset()
+    for step in range(12):
+        td["action"] = torch.zeros(4, 16)
+        td = env.step(td)["next"]
+    assert td["truncated"].all() and td["episode_ended"].all()
+    metrics = dict(zip(EPISODE_METRICS, td["episode_metrics"].T))
+    torch.testing.assert_close(metrics["ttf"], torch.ones(4))
+    torch.testing.assert_close(metrics["length"], torch.full((4,), 12.0))
+    env.close()
+
+
+def test_observation_layouts_match_sources(tiny_env_cfg):
+    env = make_env(tiny_env_cfg, randomization={"enabled": False})
+    td = env.reset()
+    td["action"] = torch.zeros(4, 16)
+    td["action"][:, 1] = 1.0
+    td = env.step(td)["next"]
+    p, d = env.priv_layout, env.deploy_layout
+    target = torch.as_tensor(env.control.target, dtype=torch.float32)
+    torch.testing.assert_close(td["observation"][:, p.slice("target_history")][:, -16:], target)
+    hist = td["policy_obs"][:, d.slice("proprio_history")].reshape(4, env.cfg.deploy_history, 2, 16)
+    torch.testing.assert_close(hist[:, -1, 1], target)
+    q = torch.as_tensor(env.hand.joint_positions(env.physics.qpos), dtype=torch.float32)
+    assert (hist[:, -1, 0] - q).abs().max() < 0.006  # measured = true + DR-free encoder model
+    torch.testing.assert_close(td["policy_obs"][:, d.slice("rotation_axis")], torch.tensor([[0, 0, 1.0]] * 4))
+    assert (td["observation"][:, p.slice("contact_binary")].sum(1) >= 2).all()  # the object is held
+    env.close()
+
+
+def test_goal_mode_points_the_axis_at_the_goal(tiny_env_cfg):
+    env = make_env(tiny_env_cfg, goal_mode=True)
+    td = env.reset()
+    axes = td["policy_obs"][:, env.deploy_layout.slice("rotation_axis")]
+    torch.testing.assert_close(axes.norm(dim=1), torch.ones(4))
+    assert not torch.allclose(axes[0], axes[1])
+    env.close()
+
+
+def test_target_domains_run_through_the_same_env(tiny_env_cfg):
+    for domain in ("combined", "backlash", "latency_2step"):
+        env = make_env(tiny_env_cfg, domain=domain)
+        td = env.reset()
+        td["action"] = torch.zeros(4, 16)
+        td = env.step(td)["next"]
+        assert torch.isfinite(td["observation"]).all()
+        assert env.domain.name == domain
+        if domain == "backlash":
+            assert env.physics.nq == 32 + 7
+        env.close()
+
+
+def test_bad_config_is_refused_with_the_key(tiny_env_cfg):
+    with pytest.raises(ValueError, match="num_env"):
+        make_env(tiny_env_cfg, num_env=3)
+    with pytest.raises(ValueError, match="object_names"):
+        make_env(tiny_env_cfg, object_names=["cuboids/99"])
+    with pytest.raises(ValueError, match="randomization.object_mass"):
+        make_env(tiny_env_cfg, randomization={"object_mass": [0.05, 0.01]})

@@ -1,0 +1,94 @@
+"""Reward terms (paper A.1) on constructed states, directly and through the environment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dexndm.sim import make_env, quat
+from dexndm.sim.reward import TERMS, RewardConfig, reward_terms, total_reward
+
+
+def terms_for(angvel, axis=(0, 0, 1), linvel=(0, 0, 0), q=None, q_init=None, torque=None, qdot=None, goal_angle=1.0):
+    n = 1
+    q = np.zeros((n, 16)) if q is None else np.atleast_2d(q)
+    return reward_terms(
+        RewardConfig(), angvel=np.atleast_2d(angvel).astype(float), linvel=np.atleast_2d(linvel).astype(float),
+        axis=np.atleast_2d(axis).astype(float), q=q, q_init=np.zeros((n, 16)) if q_init is None else q_init,
+        torque=np.zeros((n, 6, 16)) if torque is None else torque, qdot=np.zeros((n, 6, 16)) if qdot is None else qdot,
+        goal_angle=np.array([goal_angle]))
+
+
+def test_rotation_term_is_clipped_projection():
+    assert terms_for([0, 0, 0.3])["rot"][0] == pytest.approx(0.3)
+    assert terms_for([0, 0, 2.0])["rot"][0] == pytest.approx(0.5)
+    assert terms_for([0, 0, -2.0])["rot"][0] == pytest.approx(-0.5)
+    assert terms_for([0.3, 0, 0])["rot"][0] == pytest.approx(0.0)
+
+
+def test_off_axis_spin_is_penalised_by_l1_cross_product():
+    on = terms_for([0, 0, 0.4])
+    off = terms_for([0.3, -0.4, 0.0])
+    assert on["offaxis"][0] == pytest.approx(0.0)
+    assert off["offaxis"][0] == pytest.approx(0.4 + 0.3)  # |w x z|_1 = |wy| + |wx|
+
+
+def test_penalty_terms_and_weights():
+    torque = np.full((1, 6, 16), 0.1)
+    qdot = np.full((1, 6, 16), -2.0)
+    t = terms_for([0, 0, 0], linvel=[0.1, 0.2, 0], q=np.full(16, 0.1), torque=torque, qdot=qdot)
+    assert t["lin_vel"][0] == pytest.approx(0.05)
+    assert t["pose"][0] == pytest.approx(16 * 0.01)
+    assert t["work"][0] == pytest.approx(16 * 0.2)   # |tau . qdot|, negative work penalised too
+    assert t["torque"][0] == pytest.approx(16 * 0.01)
+    cfg = RewardConfig()
+    total = total_reward(cfg, t, resets=1000)
+    expected = -(0.3 * 0.05 + 0.3 * 0.16 + 2.0 * 3.2 + 0.1 * 0.16) + cfg.goal_weight * t["goal"][0]
+    assert total[0] == pytest.approx(expected)
+
+
+def test_goal_term_rewards_closeness_and_bonus_inside_threshold():
+    cfg = RewardConfig()
+    far = terms_for([0, 0, 0], goal_angle=np.pi / 2)["goal"][0]
+    near = terms_for([0, 0, 0], goal_angle=np.deg2rad(20))["goal"][0]
+    inside = terms_for([0, 0, 0], goal_angle=np.deg2rad(10))["goal"][0]
+    assert far == pytest.approx(cfg.goal_gain / (np.pi / 2 + cfg.goal_eps))
+    assert far < near < inside
+    assert inside - min(cfg.goal_gain / (np.deg2rad(10) + cfg.goal_eps), cfg.goal_clip) == pytest.approx(cfg.goal_bonus)
+
+
+def test_alpha_rot_schedule_over_resets():
+    cfg = RewardConfig()
+    assert [cfg.schedule(r) for r in (0, 10, 55, 100, 500)] == pytest.approx([0, 0, 0.5, 1, 1])
+    t = terms_for([0, 0, 0.4])
+    goal = cfg.goal_weight * t["goal"][0]
+    assert total_reward(cfg, t, resets=0)[0] == pytest.approx(goal)
+    assert total_reward(cfg, t, resets=200)[0] == pytest.approx(goal + 0.1 * 0.4)
+    with pytest.raises(ValueError, match="schedule_targets"):
+        RewardConfig(schedule_targets=["pose"])
+
+
+def _spin_object(env, omega_world):
+    """Put every env's object in free flight away from the hand, spinning at omega_world."""
+    ph, oq, od = env.physics, env.sampler.object_qpos, env.sampler.object_dof
+    qpos, qvel = ph.qpos, ph.qvel
+    qpos[:, oq:oq + 3] += np.array([0.0, 0.0, 0.25])
+    # A free joint's angular velocity is in the body frame: rotate the world vector in.
+    q = qpos[:, oq + 3:oq + 7]
+    qvel[:, od + 3:od + 6] = quat.mul(quat.mul(quat.conj(q), np.concatenate([np.zeros((len(q), 1)), omega_world], 1)), q)[:, 1:]
+    qvel[:, od:od + 3] = 0.0
+
+
+@pytest.mark.parametrize("omega, rot, offaxis", [((0, 0, 0.3), 0.3, 0.0), ((0.2, 0, 0), 0.0, 0.2)])
+def test_env_reward_terms_on_a_spinning_object(tiny_env_cfg, omega, rot, offaxis):
+    env = make_env(tiny_env_cfg, domain={"physics": {"gravity": 0.0}}, randomization={"enabled": False})
+    td = env.reset()
+    _spin_object(env, np.tile(omega, (env.batch_size[0], 1)))
+    td["action"] = torch.zeros(env.batch_size[0], 16)
+    out = env.step(td)["next"]
+    terms = dict(zip(TERMS, out["reward_terms"].T))
+    torch.testing.assert_close(terms["rot"], torch.full((4,), rot), atol=2e-3, rtol=0)
+    torch.testing.assert_close(terms["offaxis"], torch.full((4,), offaxis), atol=2e-3, rtol=0)
+    assert out["terminated"].all()  # 25 cm away from where it started: out of the hand
+    env.close()
