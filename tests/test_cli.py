@@ -32,3 +32,18 @@ def test_cli_lists_commands_and_rejects_unknown(capsys):
     assert cli.main(["nope"]) == 2
     assert cli.main(["domains"]) == 0
     assert "combined" in capsys.readouterr().out
+
+
+def test_grasps_app_builds_caches_for_each_orientation(tmp_path):
+    from dexndm.apps import grasps
+
+    register()
+    with initialize_config_module(config_module="dexndm.conf", version_base=None):
+        cfg = compose(config_name="grasps", overrides=[
+            "task=cuboids", f"env.grasp_dir={tmp_path}", "env.object_names=[cuboids/01]",
+            "env.randomization.scale_bins=1", "env.grasps_per_cache=32", "orientations=[palm_up,thumb_up]"])
+    counts = grasps.run(cfg)
+    assert len(counts) == 2 and min(counts.values()) >= 4
+    files = sorted(p.name for p in (tmp_path / "cuboids").glob("*.npz"))
+    assert len(files) == 2 and any("thumb_up" in f for f in files)
+    assert grasps.run(cfg) == counts  # a second run finds the caches and rebuilds nothing
