@@ -16,8 +16,8 @@ import numpy as np
 from dexndm.sim.physics import FULLPHYSICS
 
 
-#: Default view: looking at the grasp region from the thumb side, slightly above.
-CAMERA = {"lookat": (0.14, 0.0, 0.03), "distance": 0.38, "azimuth": 235.0, "elevation": -30.0}
+#: Default view: the grasp region, seen obliquely from above the palm.
+CAMERA = {"lookat": (0.15, 0.0, 0.04), "distance": 0.3, "azimuth": 270.0, "elevation": -35.0}
 
 
 def gl_available() -> tuple[bool, str]:

@@ -39,6 +39,8 @@ def _new_spec(domain: Domain) -> mujoco.MjSpec:
     spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
     spec.visual.headlight.diffuse = [0.6, 0.6, 0.6]
     spec.worldbody.add_light(name="key", pos=[0.15, -0.3, 0.5], dir=[0.0, 0.5, -1.0])
+    spec.add_texture(name="sky", type=mujoco.mjtTexture.mjTEXTURE_SKYBOX, builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
+                     rgb1=[0.75, 0.82, 0.9], rgb2=[0.98, 0.98, 1.0], width=64, height=64)
     return spec
 
 
@@ -121,7 +123,7 @@ def build_object_model(domain: Domain, shape: ObjectShape, scale: float) -> mujo
     add_hand(spec, domain)
     body = spec.worldbody.add_body(name=OBJECT_BODY, pos=grasp_center())
     body.add_freejoint(name="object_free")
-    add_object_geoms(body, shape.scaled(scale), density=BUILD_DENSITY, friction=1.0)
+    add_object_geoms(body, shape.scaled(scale), density=BUILD_DENSITY, friction=1.0, rgba=(0.2, 0.5, 0.85, 1.0))
     _add_hand_sensors(spec)
     _add_object_sensors(spec)
     return spec.compile()
