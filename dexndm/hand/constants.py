@@ -61,28 +61,30 @@ _CANONICAL_POSE_ISAAC = np.array([
 JOINT_ORDERS: tuple[str, ...] = ("hardware", "isaac")
 
 
-def to_hardware_order(values: np.ndarray, order: str) -> np.ndarray:
-    """Reorder the last axis ([..., 16]) from ``order`` into hardware order."""
+def _permutation(order: str, to_hardware: bool) -> np.ndarray | None:
+    if order == "hardware":
+        return None
+    if order == "isaac":
+        return HW_TO_ISAAC if to_hardware else ISAAC_TO_HW
+    raise ValueError(f"unknown joint order {order!r}; use one of {JOINT_ORDERS}")
+
+
+def _reorder(values: np.ndarray, order: str, to_hardware: bool) -> np.ndarray:
     values = np.asarray(values)
     if values.shape[-1] != NUM_JOINTS:
         raise ValueError(f"expected {NUM_JOINTS} joint values in the last axis, got shape {values.shape}")
-    if order == "hardware":
-        return values.copy()
-    if order == "isaac":
-        return values[..., HW_TO_ISAAC]
-    raise ValueError(f"unknown joint order {order!r}; use one of {JOINT_ORDERS}")
+    perm = _permutation(order, to_hardware)
+    return values.copy() if perm is None else values[..., perm]
+
+
+def to_hardware_order(values: np.ndarray, order: str) -> np.ndarray:
+    """Reorder the last axis ([..., 16]) from ``order`` into hardware order."""
+    return _reorder(values, order, to_hardware=True)
 
 
 def from_hardware_order(values: np.ndarray, order: str) -> np.ndarray:
     """Reorder the last axis ([..., 16]) from hardware order into ``order``."""
-    values = np.asarray(values)
-    if values.shape[-1] != NUM_JOINTS:
-        raise ValueError(f"expected {NUM_JOINTS} joint values in the last axis, got shape {values.shape}")
-    if order == "hardware":
-        return values.copy()
-    if order == "isaac":
-        return values[..., ISAAC_TO_HW]
-    raise ValueError(f"unknown joint order {order!r}; use one of {JOINT_ORDERS}")
+    return _reorder(values, order, to_hardware=False)
 
 
 #: Canonical grasp pose in hardware order ([16]).

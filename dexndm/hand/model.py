@@ -155,23 +155,22 @@ class HandIndex:
                                 for b in hc.FINGERTIP_BODIES]),
         )
 
+    @staticmethod
+    def _with_play(values: np.ndarray, motor: np.ndarray, play: np.ndarray) -> np.ndarray:
+        out = values[..., motor]
+        has = play >= 0
+        if np.any(has):
+            out = out.copy()
+            out[..., has] += values[..., play[has]]
+        return out
+
     def joint_positions(self, qpos: np.ndarray) -> np.ndarray:
         """Measured joint angles [..., 16] from qpos [..., nq] (motor + play)."""
-        q = qpos[..., self.motor_qpos]
-        if np.any(self.play_qpos >= 0):
-            has = self.play_qpos >= 0
-            q = q.copy()
-            q[..., has] += qpos[..., self.play_qpos[has]]
-        return q
+        return self._with_play(qpos, self.motor_qpos, self.play_qpos)
 
     def joint_velocities(self, qvel: np.ndarray) -> np.ndarray:
         """Measured joint velocities [..., 16] from qvel [..., nv]."""
-        v = qvel[..., self.motor_dof]
-        if np.any(self.play_dof >= 0):
-            has = self.play_dof >= 0
-            v = v.copy()
-            v[..., has] += qvel[..., self.play_dof[has]]
-        return v
+        return self._with_play(qvel, self.motor_dof, self.play_dof)
 
     def set_joint_positions(self, qpos: np.ndarray, q: np.ndarray) -> None:
         """Write joint angles q [..., 16] into qpos in place (play hinges centred)."""
