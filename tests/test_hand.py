@@ -9,11 +9,11 @@ import pytest
 from dexndm.hand import constants as hc
 from dexndm.hand.model import HandIndex, add_hand
 from dexndm.sim.domain import load_domain
-from dexndm.sim.scene import _new_spec
+from dexndm.sim.scene import new_spec
 
 
 def build(domain="nominal"):
-    spec = _new_spec(load_domain(domain))
+    spec = new_spec(load_domain(domain))
     add_hand(spec, load_domain(domain))
     model = spec.compile()
     return model, mujoco.MjData(model), HandIndex.from_model(model)

@@ -13,19 +13,33 @@ def make_env(cfg=None, device: str = "cpu", **overrides):
     from dexndm.sim.config import EnvConfig
     from dexndm.sim.env import RotationEnv
 
-    if isinstance(cfg, EnvConfig):
-        data = cfg.to_dict()
-    else:
-        try:
-            from omegaconf import DictConfig, OmegaConf
-
-            if isinstance(cfg, DictConfig):
-                cfg = OmegaConf.to_container(cfg, resolve=True)
-        except ImportError:  # pragma: no cover
-            pass
-        data = dict(cfg or {})
+    data = cfg.to_dict() if isinstance(cfg, EnvConfig) else _plain(cfg)
     data.update(overrides)
     return RotationEnv(EnvConfig.from_dict(data), device=device)
 
 
-__all__ = ["make_env"]
+def make_chaos_box(cfg=None, device: str = "cpu", **overrides):
+    """Build the batched Chaos Box environment (hand in a box of balls, open-loop replay).
+
+    ``cfg`` is a :class:`~dexndm.sim.chaos_box.ChaosBoxConfig`, a mapping of its fields, or
+    None; keyword overrides are applied on top.
+    """
+    from dexndm.sim.chaos_box import ChaosBoxConfig, ChaosBoxEnv
+
+    data = cfg.to_dict() if isinstance(cfg, ChaosBoxConfig) else _plain(cfg)
+    data.update(overrides)
+    return ChaosBoxEnv(ChaosBoxConfig.from_dict(data), device=device)
+
+
+def _plain(cfg) -> dict:
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return dict(cfg or {})
+
+
+__all__ = ["make_env", "make_chaos_box"]

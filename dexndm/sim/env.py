@@ -28,7 +28,7 @@ from dexndm.sim.config import EnvConfig
 from dexndm.sim.control import HandController
 from dexndm.sim.domain import load_domain
 from dexndm.sim.metrics import EPISODE_METRICS, EpisodeTracker
-from dexndm.sim.observations import deploy_layout, privileged_layout
+from dexndm.sim.observations import DeployObservation, privileged_layout
 from dexndm.sim.physics import RolloutPhysics
 from dexndm.sim.reward import TERMS, reward_terms, total_reward
 from dexndm.sim.scene import SensorLayout, grasp_center
@@ -50,7 +50,6 @@ class RotationEnv(EnvBase):
         self.sampler = TaskSampler(cfg, self.domain)
         self.hand = self.sampler.hand
         self.priv_layout = privileged_layout(cfg.privileged_history)
-        self.deploy_layout = deploy_layout(cfg.deploy_history)
         self.center = grasp_center()
         self.substeps = self.domain.substeps
         self.dt = self.domain.control_dt
@@ -74,7 +73,8 @@ class RotationEnv(EnvBase):
         self.start_pos = np.zeros((n, 3))                  # object position at reset
         self.q_hist = np.zeros((n, self.cfg.privileged_history, J))
         self.t_hist = np.zeros((n, self.cfg.privileged_history, J))
-        self.proprio = np.zeros((n, self.cfg.deploy_history, 2, J))
+        self.deploy = DeployObservation(n, self.cfg.deploy_history)
+        self.deploy_layout = self.deploy.layout
         self.axis = np.zeros((n, 3))
         self.gravity_dir = np.zeros((n, 3))
         self.wrist_quat = np.zeros((n, 4))
@@ -84,7 +84,6 @@ class RotationEnv(EnvBase):
         self.mass = np.zeros(n)
         self._xfrc = np.zeros((n, self.substeps, self.physics.nbody, 6))
         self._priv = np.zeros((n, self.priv_layout.dim), dtype=np.float32)
-        self._deploy = np.zeros((n, self.deploy_layout.dim), dtype=np.float32)
         self._last_sensors = np.zeros((n, self.physics.nsensordata))
         self._last_qvel = np.zeros((n, J))
         self._terms = {t: np.zeros(n) for t in TERMS}
@@ -125,8 +124,7 @@ class RotationEnv(EnvBase):
         q_meas = self.control.measure(q, self.rng)
         self.q_hist[ids] = q_meas[:, None]
         self.t_hist[ids] = target[:, None]
-        self.proprio[ids, :, 0] = q_meas[:, None]
-        self.proprio[ids, :, 1] = target[:, None]
+        self.deploy.reset(ids, q_meas, target)
         self.axis[ids] = episode.axis
         self.gravity_dir[ids] = episode.gravity_dir
         self.wrist_quat[ids] = ori.orientation_quat(episode.gravity_dir)
@@ -221,9 +219,7 @@ class RotationEnv(EnvBase):
         self.q_hist[:, -1] = q_meas
         self.t_hist = np.roll(self.t_hist, -1, axis=1)
         self.t_hist[:, -1] = target
-        self.proprio = np.roll(self.proprio, -1, axis=1)
-        self.proprio[:, -1, 0] = q_meas
-        self.proprio[:, -1, 1] = target
+        self.deploy.push(q_meas, target)
         self._last_sensors = last
         self._last_qvel = qdot_sub[:, -1]
         self._obj = (obj_pos, obj_quat, linvel, angvel)
@@ -253,12 +249,8 @@ class RotationEnv(EnvBase):
         }
         for name, value in parts.items():
             self._priv[:, lay.slice(name)] = value
-        dl = self.deploy_layout
-        self._deploy[:, dl.slice("proprio_history")] = self.proprio.reshape(n, -1)
-        self._deploy[:, dl.slice("wrist_quat")] = self.wrist_quat
-        self._deploy[:, dl.slice("rotation_axis")] = self.axis
+        self.deploy.build(self.wrist_quat, self.axis)
         np.nan_to_num(self._priv, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        np.nan_to_num(self._deploy, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
     def _output(self, *, reward, terminated, truncated, ended, metrics) -> TensorDictBase:
         n = self.batch_size[0]
@@ -268,7 +260,7 @@ class RotationEnv(EnvBase):
             episode[:] = np.stack([metrics[m] for m in EPISODE_METRICS], axis=1)
         out = {
             "observation": torch.from_numpy(self._priv.copy()),
-            "policy_obs": torch.from_numpy(self._deploy.copy()),
+            "policy_obs": torch.from_numpy(self.deploy.buffer.copy()),
             "reward_terms": torch.from_numpy(np.stack([self._terms[t] for t in TERMS], axis=1).astype(np.float32)),
             "episode_metrics": torch.from_numpy(episode),
             "episode_ended": col(ended, torch.bool),

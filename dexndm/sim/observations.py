@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from dexndm.hand import constants as hc
 
 LAYOUT_VERSION = 1
@@ -93,3 +95,36 @@ def deploy_layout(history: int = DEPLOY_HISTORY) -> ObsLayout:
         ("wrist_quat", 4),
         ("rotation_axis", 3),
     ))
+
+
+class DeployObservation:
+    """The deployable observation of N hands: a rolling (q_k, a_{k-1}) history plus wrist
+    orientation and axis, written into one float32 buffer [N, layout.dim].
+
+    Shared by every environment and by deployment, so the layout is built in one place.
+    """
+
+    def __init__(self, n: int, history: int = DEPLOY_HISTORY):
+        self.layout = deploy_layout(history)
+        self.history = np.zeros((n, history, 2, J))   # [N, T, (q, a), 16], oldest first
+        self.buffer = np.zeros((n, self.layout.dim), dtype=np.float32)
+
+    def reset(self, ids: np.ndarray, q: np.ndarray, target: np.ndarray) -> None:
+        """Fill the history of envs ``ids`` with a still hand: q [R, 16], target [R, 16]."""
+        self.history[ids, :, 0] = q[:, None]
+        self.history[ids, :, 1] = target[:, None]
+
+    def push(self, q: np.ndarray, target: np.ndarray) -> None:
+        """Append (q_k, a_{k-1}) for every env: the measured joints and the target that led there."""
+        self.history[:, :-1] = self.history[:, 1:]
+        self.history[:, -1, 0] = q
+        self.history[:, -1, 1] = target
+
+    def build(self, wrist_quat: np.ndarray, axis: np.ndarray) -> np.ndarray:
+        """The observation [N, dim] (float32, NaN-free); a view of the shared buffer."""
+        n = len(self.buffer)
+        self.buffer[:, self.layout.slice("proprio_history")] = self.history.reshape(n, -1)
+        self.buffer[:, self.layout.slice("wrist_quat")] = wrist_quat
+        self.buffer[:, self.layout.slice("rotation_axis")] = axis
+        np.nan_to_num(self.buffer, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        return self.buffer

@@ -24,7 +24,7 @@ OBJECT_BODY = "object"
 BUILD_DENSITY = 400.0
 
 
-def _new_spec(domain: Domain) -> mujoco.MjSpec:
+def new_spec(domain: Domain) -> mujoco.MjSpec:
     spec = mujoco.MjSpec()
     spec.modelname = "leap_hand"
     spec.compiler.degree = False  # every angle in dexndm is in radians
@@ -44,7 +44,7 @@ def _new_spec(domain: Domain) -> mujoco.MjSpec:
     return spec
 
 
-def _add_hand_sensors(spec: mujoco.MjSpec) -> None:
+def add_hand_sensors(spec: mujoco.MjSpec) -> None:
     """Fingertip kinematics and wrenches, actuator torques, per-body contacts."""
     site = mujoco.mjtObj.mjOBJ_SITE
     S = mujoco.mjtSensor
@@ -66,7 +66,7 @@ def _add_hand_sensors(spec: mujoco.MjSpec) -> None:
                         objname=body, intprm=[3, 3, 1])
 
 
-def _add_object_sensors(spec: mujoco.MjSpec) -> None:
+def add_object_sensors(spec: mujoco.MjSpec) -> None:
     S = mujoco.mjtSensor
     for kind, suffix in ((S.mjSENS_FRAMEPOS, "pos"), (S.mjSENS_FRAMEQUAT, "quat"),
                          (S.mjSENS_FRAMELINVEL, "linvel"), (S.mjSENS_FRAMEANGVEL, "angvel")):
@@ -74,12 +74,12 @@ def _add_object_sensors(spec: mujoco.MjSpec) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def _kinematic_hand() -> tuple[mujoco.MjModel, mujoco.MjData]:
+def kinematic_hand() -> tuple[mujoco.MjModel, mujoco.MjData]:
     """The nominal hand alone, for kinematic queries (geometry is domain-independent)."""
     from dexndm.sim.domain import load_domain
 
     domain = load_domain("nominal")
-    spec = _new_spec(domain)
+    spec = new_spec(domain)
     add_hand(spec, domain)
     model = spec.compile()
     return model, mujoco.MjData(model)
@@ -89,7 +89,7 @@ def fingertip_centroids(q: np.ndarray) -> np.ndarray:
     """Centroid of the four fingertips ([K, 3], hand frame) for joint positions q [K, 16]."""
     from dexndm.hand.model import HandIndex
 
-    model, data = _kinematic_hand()
+    model, data = kinematic_hand()
     idx = HandIndex.from_model(model)
     out = np.empty((len(q), 3))
     for k, row in enumerate(np.atleast_2d(q)):
@@ -110,7 +110,7 @@ def palm_center() -> np.ndarray:
     """A point over the palm ([3], hand frame): 3 cm towards the fingertips and 4 cm out of
     the palm from the finger bases' centroid.  Grasp generation starts objects between
     this point and the fingertips' convergence point."""
-    model, data = _kinematic_hand()
+    model, data = kinematic_hand()
     data.qpos[:] = 0.0
     mujoco.mj_kinematics(model, data)
     bases = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b) for b in ("if_bs", "mf_bs", "rf_bs")]
@@ -119,13 +119,13 @@ def palm_center() -> np.ndarray:
 
 def build_object_model(domain: Domain, shape: ObjectShape, scale: float) -> mujoco.MjModel:
     """Hand + one free object (``shape`` scaled by ``scale``) at the grasp centre."""
-    spec = _new_spec(domain)
+    spec = new_spec(domain)
     add_hand(spec, domain)
     body = spec.worldbody.add_body(name=OBJECT_BODY, pos=grasp_center())
     body.add_freejoint(name="object_free")
     add_object_geoms(body, shape.scaled(scale), density=BUILD_DENSITY, friction=1.0, rgba=(0.2, 0.5, 0.85, 1.0))
-    _add_hand_sensors(spec)
-    _add_object_sensors(spec)
+    add_hand_sensors(spec)
+    add_object_sensors(spec)
     return spec.compile()
 
 
