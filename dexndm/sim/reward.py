@@ -13,7 +13,11 @@ schedules "a_rot" over resets (0 for the first 10, linear to 0.1 at 100, then 0.
 literal reading); the other keeps its fixed value.  The work term is the paper's
 tau^T qdot taken in magnitude (mechanical power), so negative work earns no reward.
 The paper does not give g_goal, c_goal, eps, g_bonus or c_threshold; the defaults
-below are ours and are configurable.
+below are ours and configurable, chosen so that holding still nets about zero with
+the paper's penalty weights (the guidance term pays ~0.3/step with the waypoint 90
+degrees away against ~0.3/step of grip torque and work) and progress towards the
+waypoint pays clearly more; with a net-negative hold, dropping the object early
+would be the best policy.
 """
 
 from __future__ import annotations
@@ -36,10 +40,10 @@ class RewardConfig:
     torque: float = 0.1              # a_torque
     penalty_weight: float = 1.0      # a_penalty
     goal_weight: float = 1.0         # a_goal
-    goal_gain: float = 0.1           # g_goal
-    goal_clip: float = 1.0           # c_goal
+    goal_gain: float = 0.5           # g_goal
+    goal_clip: float = 2.0           # c_goal
     goal_eps: float = 0.1            # eps, rad
-    goal_bonus: float = 2.0          # g_bonus
+    goal_bonus: float = 5.0          # g_bonus
     goal_threshold_deg: float = 15.0  # c_threshold, and the waypoint advance threshold
     goal_ahead_deg: float = 90.0     # waypoint placed this far ahead about the axis
     schedule_start: int = 10         # resets with the scheduled coefficients at 0
