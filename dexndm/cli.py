@@ -12,9 +12,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("dexndm.apps.demo", "roll out the rotation task in MuJoCo and render it (main job for now)"),
     "grasps": ("dexndm.apps.grasps", "build the grasp caches of an object set"),
+    "train_oracle": ("dexndm.apps.train_oracle", "train a PPO oracle for one object category (privileged obs)"),
     "domains": ("dexndm.apps.domains", "list the shipped target-domain presets, or show one resolved"),
     "data": ("dexndm.data.cli", "trajectory datasets: `dexndm data info|validate|merge ...`"),
-    "bench": ("dexndm.bench.__main__", "benchmarks: `dexndm bench sim [--json]`"),
+    "bench": ("dexndm.bench.__main__", "benchmarks: `dexndm bench sim|ppo [--json]`"),
 }
 
 

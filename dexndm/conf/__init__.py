@@ -13,8 +13,10 @@ def register() -> None:
         return
     from hydra.core.config_store import ConfigStore
 
+    from dexndm.rl.config import PPOConfig
     from dexndm.sim.config import EnvConfig
 
     cs = ConfigStore.instance()
     cs.store(group="env", name="schema", node=EnvConfig)
+    cs.store(group="ppo", name="schema", node=PPOConfig)
     _registered = True

@@ -1,0 +1,87 @@
+"""PPO hyperparameters for the oracle policies (DexNDM Sec. 3.1, Appendix C "Policy Optimization").
+
+The paper trains one PPO oracle per object category on the privileged observation and
+gives no PPO hyperparameters; the defaults follow Hora (Qi et al. 2022,
+``configs/train/AllegroHandHora.yaml``), the codebase this line of work builds on:
+MLP [512, 256, 128] ELU, 5 epochs, 4 minibatches, lr 5e-3 adapted to a KL of 0.02,
+gamma 0.99, lambda 0.95, clip 0.2, value clipping, grad norm 1.0, no entropy bonus,
+normalised observations, values and advantages.  Hora's horizon is 8 steps with 16k
+environments; with hundreds of CPU environments we collect 32 steps per environment.
+
+``PPOConfig.from_dict`` rejects unknown keys (naming them) and impossible values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+ACTIVATIONS = ("elu", "relu", "tanh", "silu")
+LR_SCHEDULES = ("adaptive", "fixed")
+
+
+@dataclass
+class PPOConfig:
+    """Algorithm and network hyperparameters (the run-level settings live in the app config)."""
+
+    horizon: int = 32                 # control steps per environment per iteration
+    num_minibatches: int = 4          # minibatch = num_envs * horizon / num_minibatches frames
+    epochs: int = 5
+    lr: float = 5e-3                  # initial learning rate (Adam)
+    lr_schedule: str = "adaptive"     # adaptive: x/÷1.5 after each epoch to keep KL near kl_target
+    kl_target: float = 0.02
+    min_lr: float = 1e-6
+    max_lr: float = 1e-2
+    clip: float = 0.2                 # PPO ratio clip, and value clip radius (normalised units)
+    clip_value: bool = True
+    gamma: float = 0.99
+    lmbda: float = 0.95
+    critic_coeff: float = 2.0         # on the squared error: Hora's 0.5 * critic_coef(4)
+    entropy_coeff: float = 0.0
+    bounds_coeff: float = 1e-4        # penalty on the action mean beyond +-bounds_limit
+    bounds_limit: float = 1.1
+    max_grad_norm: float = 1.0
+    normalize_obs: bool = True        # running mean/var of the observation, clipped to +-obs_clip
+    obs_clip: float = 5.0
+    normalize_value: bool = True      # the critic predicts standardised returns
+    normalize_advantage: bool = True  # over the whole batch of an iteration
+    hidden: list[int] = field(default_factory=lambda: [512, 256, 128])
+    critic_hidden: list[int] | None = None   # None: the critic shares the actor's trunk (Hora)
+    activation: str = "elu"
+    init_log_std: float = 0.0         # state-independent, learnable log standard deviation
+
+    def __post_init__(self) -> None:
+        positive = ("horizon", "num_minibatches", "epochs", "lr", "kl_target", "min_lr", "max_lr", "clip",
+                    "max_grad_norm", "obs_clip", "bounds_limit")
+        bad = [k for k in positive if not getattr(self, k) > 0]
+        if bad:
+            raise ValueError(f"ppo: {bad} must be > 0, got {[getattr(self, k) for k in bad]}")
+        for name in ("gamma", "lmbda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"ppo.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not self.min_lr <= self.lr <= self.max_lr:
+            raise ValueError(f"ppo.lr={self.lr} must lie in [min_lr, max_lr] = [{self.min_lr}, {self.max_lr}]")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"ppo.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"ppo.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        for name in ("critic_coeff", "entropy_coeff", "bounds_coeff"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ppo.{name} must be >= 0")
+        self.hidden = [int(h) for h in self.hidden]
+        if self.critic_hidden is not None:
+            self.critic_hidden = [int(h) for h in self.critic_hidden]
+        if not self.hidden or min(self.hidden + (self.critic_hidden or [1])) < 1:
+            raise ValueError("ppo.hidden (and ppo.critic_hidden) need at least one layer of width >= 1")
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "PPOConfig":
+        data = dict(data or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"ppo: unknown keys {unknown}; valid keys: {sorted(names)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

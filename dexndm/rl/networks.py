@@ -1,0 +1,115 @@
+"""Oracle actor-critic on the privileged observation (DexNDM Sec. 3.1, Appendix A.1).
+
+The policy outputs a diagonal Gaussian over the relative joint-target action
+(Delta a_t in the paper; the environment clips it to [-1, 1] and applies a_t =
+a_{t-1} + Delta a_t / 24).  As in Hora: an ELU MLP trunk [512, 256, 128] shared by a
+linear mean head and a linear value head, and a learnable state-independent log-std.
+
+``ActorCritic`` owns every parameter and buffer (observation and value normalisers
+included), so one ``state_dict`` rebuilds the whole policy.  ``make_actor`` and
+``make_critic`` wrap it as TorchRL's ``ProbabilisticActor`` (keys ``observation`` ->
+``loc``, ``scale``, ``action``, ``action_log_prob``) and ``ValueOperator``
+(``observation`` -> ``state_value``, in reward units).
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict.nn import TensorDictModule
+from torch import nn
+from torchrl.modules import IndependentNormal, ProbabilisticActor, ValueOperator
+
+from dexndm.rl.config import PPOConfig
+from dexndm.rl.normalizer import RunningNorm
+
+_ACT = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
+
+
+def mlp(in_dim: int, hidden: list[int], activation: str = "elu") -> nn.Sequential:
+    """Linear + activation for every hidden width (the output layer is the caller's)."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), _ACT[activation]()]
+        in_dim = width
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    """Normalise -> trunk -> (mean head, value head); obs ``[B, obs_dim]``, action ``[B, act_dim]``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg: PPOConfig):
+        super().__init__()
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.obs_norm = RunningNorm(obs_dim, clip=cfg.obs_clip, enabled=cfg.normalize_obs)
+        self.value_norm = RunningNorm(1, enabled=cfg.normalize_value)
+        self.actor_trunk = mlp(obs_dim, cfg.hidden, cfg.activation)
+        self.shared = cfg.critic_hidden is None
+        self.critic_trunk = None if self.shared else mlp(obs_dim, cfg.critic_hidden, cfg.activation)
+        critic_width = cfg.hidden[-1] if self.shared else cfg.critic_hidden[-1]
+        self.mu = nn.Linear(cfg.hidden[-1], act_dim)
+        self.value_head = nn.Linear(critic_width, 1)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(cfg.init_log_std)))
+        self._trunk_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        # small initial mean: the first policy acts near zero (the grasp's targets)
+        nn.init.normal_(self.mu.weight, std=0.01)
+        nn.init.zeros_(self.mu.bias)
+
+    def policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gaussian mean and std, ``[B, act_dim]`` each."""
+        h = self.actor_trunk(self.obs_norm(obs))
+        if self.shared and torch.is_grad_enabled():
+            # the PPO loss evaluates the actor then the critic on the same observation tensor:
+            # hand the trunk's output to value_normalized so a minibatch costs one trunk pass
+            self._trunk_cache = (obs, h)
+        loc = self.mu(h)
+        return loc, self.log_std.exp().expand_as(loc)
+
+    def value_normalized(self, obs: torch.Tensor) -> torch.Tensor:
+        """Standardised value ``[B, 1]`` (what the critic regresses)."""
+        if self.shared:
+            cached, self._trunk_cache = self._trunk_cache, None
+            if cached is not None and cached[0] is obs and torch.is_grad_enabled():
+                return self.value_head(cached[1])
+        x = self.obs_norm(obs)
+        h = self.actor_trunk(x) if self.shared else self.critic_trunk(x)
+        return self.value_head(h)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """Value in reward units ``[B, 1]``."""
+        return self.value_norm.denormalize(self.value_normalized(obs))
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic action (the mean, clipped to the env's [-1, 1]) for evaluation/deploy."""
+        return self.policy(obs)[0].clamp(-1.0, 1.0)
+
+
+class _PolicyHead(nn.Module):
+    def __init__(self, ac: ActorCritic):
+        super().__init__()
+        self.ac = ac
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.ac.policy(obs)
+
+
+class _ValueHead(nn.Module):
+    def __init__(self, ac: ActorCritic):
+        super().__init__()
+        self.ac = ac
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.ac.value(obs)
+
+
+def make_actor(ac: ActorCritic, obs_key: str = "observation") -> ProbabilisticActor:
+    """Stochastic policy: samples ``action`` and records ``loc``, ``scale``, ``action_log_prob``."""
+    module = TensorDictModule(_PolicyHead(ac), in_keys=[obs_key], out_keys=["loc", "scale"])
+    return ProbabilisticActor(module, in_keys=["loc", "scale"], out_keys=["action"],
+                              distribution_class=IndependentNormal, distribution_kwargs={"tanh_loc": False},
+                              return_log_prob=True)
+
+
+def make_critic(ac: ActorCritic, obs_key: str = "observation") -> ValueOperator:
+    """Value in reward units under ``state_value`` (what GAE needs)."""
+    return ValueOperator(_ValueHead(ac), in_keys=[obs_key], out_keys=["state_value"])

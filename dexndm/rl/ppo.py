@@ -1,0 +1,357 @@
+"""PPO training of one oracle policy on the privileged observation (DexNDM Sec. 3.1, App. A.1, C).
+
+One oracle per object category (``env.object_set``), trained with PPO on the batched
+MuJoCo rotation environment.  Each iteration: TorchRL's ``Collector`` runs the
+stochastic policy for ``horizon`` steps in every environment (auto-reset, env on CPU,
+networks on ``device``); ``GAE`` computes advantages and value targets (time-outs
+bootstrap, drops do not); the value normaliser folds in the new targets; then
+``epochs`` passes of ``num_minibatches`` minibatches of ``OraclePPOLoss`` with Adam,
+gradient clipping and Hora's KL-adaptive learning rate; finally the observation
+normaliser folds in the batch (so the update itself starts from the behaviour policy).
+
+Exact resume.  The physics state of hundreds of environments is not checkpointed.
+Instead every run starts with a full reset of all environments, and so does the
+uninterrupted run at every checkpoint boundary: ``_boundary()`` saves the checkpoint
+(RNG states, counters, weights, optimiser, schedule -- everything the reset and what
+follows consume) and then resets every environment.  A run resumed from that
+checkpoint restores the same state and performs the same reset, so it continues
+exactly as the uninterrupted run (tested to 1e-6 on the parameters).  The cost is
+that episodes are cut every ``checkpoint_every`` iterations; keep it large (the
+default, 100 iterations of 32 steps, cuts every 3200 steps: every 8th full-length
+episode of 400 steps).  Exactness holds on CPU; CUDA kernels may be nondeterministic.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchrl.collectors import Collector
+from torchrl.objectives.value import GAE
+
+from dexndm.hand import constants as hc
+from dexndm.rl.checkpoint import capture_rng, from_json, load_checkpoint, restore_rng, save_checkpoint, to_json
+from dexndm.rl.config import PPOConfig
+from dexndm.rl.logger import TrainLogger
+from dexndm.rl.loss import AdaptiveLR, OraclePPOLoss
+from dexndm.rl.networks import ActorCritic, make_actor, make_critic
+from dexndm.sim import make_env
+from dexndm.sim.metrics import EPISODE_METRICS
+from dexndm.sim.reward import TERMS
+
+#: Keys the update reads from a collected batch (the rest is dropped before minibatching).
+_UPDATE_KEYS = ("observation", "action", "action_log_prob", "loc", "scale", "advantage", "value_target",
+                "state_value")
+#: Config keys that may change when resuming (everything else must match the checkpoint).
+_RESUMABLE_CHANGES = {"total_frames", "device", "out_dir", "resume", "progress", "tensorboard", "print_every",
+                      "keep_history", "checkpoint_every", "env.grasp_dir", "env.nthread", "env.grasp_generate"}
+
+
+@dataclass
+class RunSettings:
+    """Run-level settings of ``train_oracle`` (the top level of its config, besides env/ppo)."""
+
+    out_dir: str
+    total_frames: int = 5_000_000
+    checkpoint_every: int = 100      # iterations between checkpoints (and full env resets)
+    resume: str | bool = "auto"      # auto: out_dir/checkpoints/last.pt if present | never | a checkpoint path
+    device: str = "auto"             # auto: cuda when available | cpu | cuda[:k]
+    seed: int = 0
+    progress: str | bool = "auto"    # rich progress bar: auto = only on a TTY
+    tensorboard: bool = True
+    print_every: int = 10            # without a bar, print a summary line every this many iterations
+    keep_history: bool = False       # also keep checkpoints/iter_XXXXXX.pt at every boundary
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunSettings":
+        names = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - names - {"env", "ppo", "domain"})
+        if unknown:
+            raise ValueError(f"train_oracle: unknown top-level keys {unknown}; valid: {sorted(names | {'env', 'ppo'})}")
+        if "out_dir" not in data:
+            raise ValueError("train_oracle: out_dir is required (where checkpoints and logs go)")
+        run = cls(**{k: v for k, v in data.items() if k in names})
+        if run.total_frames < 1 or run.checkpoint_every < 1:
+            raise ValueError("train_oracle: total_frames and checkpoint_every must be >= 1")
+        return run
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={spec!r} but CUDA is not available here; use device=auto or device=cpu")
+    return device
+
+
+def _plain(cfg) -> dict:
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return from_json(to_json(dict(cfg)))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+class PPOTrainer:
+    """Builds env, networks, loss, collector from a config mapping; ``run()`` trains to ``total_frames``.
+
+    ``cfg`` has ``env`` (``EnvConfig`` fields), ``ppo`` (``PPOConfig`` fields) and the
+    ``RunSettings`` fields at the top level.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = _plain(cfg)
+        self.run_cfg = RunSettings.from_dict(self.cfg)
+        self.ppo = PPOConfig.from_dict(self.cfg.get("ppo"))
+        self.cfg["ppo"] = self.ppo.to_dict()
+        self.out_dir = Path(self.run_cfg.out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.device = resolve_device(self.run_cfg.device)
+        self.resumed_from: str | None = None
+        ckpt = self._find_checkpoint()
+
+        torch.manual_seed(self.run_cfg.seed)
+        self.env = make_env(self.cfg["env"])
+        self.num_envs = int(self.env.batch_size[0])
+        self.obs_dim = int(self.env.observation_spec["observation"].shape[-1])
+        self.act_dim = int(self.env.action_spec.shape[-1])
+        self.frames_per_batch = self.num_envs * self.ppo.horizon
+        if self.frames_per_batch % self.ppo.num_minibatches:
+            raise ValueError(f"num_envs * horizon = {self.frames_per_batch} is not divisible by "
+                             f"ppo.num_minibatches = {self.ppo.num_minibatches}")
+
+        self.model = ActorCritic(self.obs_dim, self.act_dim, self.ppo).to(self.device)
+        self.actor = make_actor(self.model)
+        self.critic = make_critic(self.model)
+        self.loss = OraclePPOLoss(
+            self.actor, self.critic, value_norm=self.model.value_norm, bounds_coeff=self.ppo.bounds_coeff,
+            bounds_limit=self.ppo.bounds_limit, clip_epsilon=self.ppo.clip, clip_value=self.ppo.clip_value,
+            entropy_bonus=True, entropy_coeff=self.ppo.entropy_coeff, critic_coeff=self.ppo.critic_coeff,
+            loss_critic_type="l2", normalize_advantage=False)
+        self.gae = GAE(gamma=self.ppo.gamma, lmbda=self.ppo.lmbda, value_network=self.critic, average_gae=False,
+                       device=self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.ppo.lr)
+        self.schedule = AdaptiveLR(self.ppo.lr, self.ppo.kl_target, self.ppo.min_lr, self.ppo.max_lr,
+                                   self.ppo.lr_schedule)
+        self.iteration = 0
+        self.frames = 0
+        self._t_start = time.perf_counter()
+        self._elapsed_before = 0.0       # wall time of the runs this one resumes
+        if ckpt is not None:
+            self._load_training_state(ckpt)
+
+        self.collector = Collector(
+            self.env, self.actor, frames_per_batch=self.frames_per_batch, total_frames=-1,
+            env_device=self.env.device, policy_device=self.device, storing_device=self.device,
+            track_traj_ids=False, auto_register_policy_transforms=False)
+        if ckpt is not None:
+            restore_rng(ckpt["rng"], self.env.rng)
+            self.env.env0_resets = int(ckpt["counters"]["env0_resets"])
+        self.collector.reset()      # every run starts from a full reset (see module docstring)
+        self._batches = iter(self.collector)
+        self.logger = None
+
+    # ------------------------------------------------------------------ resume
+    def _find_checkpoint(self) -> dict | None:
+        resume = self.run_cfg.resume
+        if resume in (False, None, "never", "false", "no"):
+            return None
+        path = self.ckpt_dir / "last.pt" if resume in (True, "auto", "true") else Path(str(resume))
+        if resume in (True, "auto", "true") and not path.exists():
+            return None
+        ckpt = load_checkpoint(path, map_location=self.device)
+        saved = _flatten(from_json(ckpt["config"]))
+        now = _flatten(self.cfg)
+        diff = sorted(k for k in set(saved) | set(now)
+                      if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k))
+        if diff:
+            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff[:8])
+            raise ValueError(f"cannot resume from {path}: the config differs in {detail}. Resume with the "
+                             "checkpoint's settings, or start a new run (another out_dir, or resume=never).")
+        self.resumed_from = str(path)
+        return ckpt
+
+    def _load_training_state(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["schedule"])
+        self.schedule.apply(self.optimizer)
+        self.iteration = int(ckpt["counters"]["iteration"])
+        self.frames = int(ckpt["counters"]["frames"])
+        self._elapsed_before = float(ckpt.get("wall_s", 0.0))
+
+    def checkpoint_payload(self) -> dict:
+        env = self.env
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "obs_norm": self.model.obs_norm.stats(),
+            "value_norm": self.model.value_norm.stats(),
+            "schedule": self.schedule.state_dict(),
+            "counters": {"iteration": self.iteration, "frames": self.frames, "env0_resets": int(env.env0_resets),
+                         "blowups": int(env.blowups)},
+            "rng": capture_rng(env.rng),
+            "wall_s": self._elapsed(),
+            "config": to_json(self.cfg),
+            "obs_layout": env.priv_layout.to_dict(),
+            "joint_order": list(hc.JOINT_NAMES),
+            "action_scale": float(env.cfg.action_scale),
+            "control_rate_hz": float(1.0 / env.dt),
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "versions": _versions(),
+        }
+
+    def _boundary(self, reset: bool = True) -> Path:
+        """Save ``last.pt`` (state before the reset), then reset every env: the resume point."""
+        payload = self.checkpoint_payload()
+        path = save_checkpoint(self.ckpt_dir / "last.pt", payload)
+        if self.run_cfg.keep_history:
+            save_checkpoint(self.ckpt_dir / f"iter_{self.iteration:06d}.pt", payload)
+        if reset:
+            self.collector.reset()
+        return path
+
+    # ------------------------------------------------------------------ training
+    def iterate(self) -> dict:
+        """Collect one batch, update, return the logged row."""
+        t0 = time.perf_counter()
+        batch = next(self._batches)                                  # [N, T]
+        t1 = time.perf_counter()
+        stats = self._update(batch)
+        self.model.obs_norm.update(batch["observation"])
+        t2 = time.perf_counter()
+        self.iteration += 1
+        self.frames += batch.numel()
+        return self._row(batch, stats, collect_s=t1 - t0, update_s=t2 - t1)
+
+    def _update(self, batch) -> dict:
+        ppo = self.ppo
+        self.model.train()
+        with torch.no_grad():
+            self.gae(batch)
+            self.model.value_norm.update(batch["value_target"])
+            if ppo.normalize_advantage:
+                adv = batch["advantage"]
+                batch["advantage"] = (adv - adv.mean()) / (adv.std() + 1e-8)
+        flat = batch.select(*_UPDATE_KEYS).reshape(-1)
+        n = flat.numel()
+        size = n // ppo.num_minibatches
+        sums: dict[str, float] = {}
+        epoch_kls = []
+        for _ in range(ppo.epochs):
+            perm = torch.randperm(n).to(self.device)
+            kls = []
+            for k in range(ppo.num_minibatches):
+                idx = perm[k * size:(k + 1) * size]
+                out = self.loss(flat[idx])
+                loss = out["loss_objective"] + out["loss_entropy"] + out["loss_bounds"]
+                if "loss_critic" in out.keys():
+                    loss = loss + out["loss_critic"]
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), ppo.max_grad_norm)
+                self.optimizer.step()
+                # Hora: the next epoch's KL is measured against this epoch's policy
+                flat["loc"][idx] = out["loc"]
+                flat["scale"][idx] = out["scale"]
+                kls.append(out["kl"])
+                for key in ("loss_objective", "loss_critic", "loss_bounds", "loss_entropy", "entropy", "kl_approx",
+                            "clip_fraction", "explained_variance", "value_clip_fraction"):
+                    if key in out.keys():
+                        sums[key] = sums.get(key, 0.0) + float(out[key].detach().mean())
+            kl = float(torch.stack(kls).mean())
+            epoch_kls.append(kl)
+            self.schedule.update(kl)
+            self.schedule.apply(self.optimizer)
+        self.model.eval()
+        steps = ppo.epochs * ppo.num_minibatches
+        stats = {k: v / steps for k, v in sums.items()}
+        stats["kl"] = sum(epoch_kls) / len(epoch_kls)
+        return stats
+
+    def _row(self, batch, stats: dict, collect_s: float, update_s: float) -> dict:
+        n = batch.numel()
+        nxt = batch["next"]
+        terms = nxt["reward_terms"].reshape(-1, len(TERMS)).mean(0).tolist()
+        ended = nxt["episode_ended"].reshape(-1)
+        row = {
+            "iteration": self.iteration, "frames": self.frames, "time_s": self._elapsed(),
+            "reward/mean": float(nxt["reward"].mean()),
+            **{f"reward/{t}": v for t, v in zip(TERMS, terms)},
+            "episode/count": int(ended.sum()),
+            "loss/objective": stats.get("loss_objective"), "loss/critic": stats.get("loss_critic"),
+            "loss/bounds": stats.get("loss_bounds"), "loss/entropy": stats.get("loss_entropy"),
+            "policy/kl": stats["kl"], "policy/kl_approx": stats.get("kl_approx"),
+            "policy/entropy": stats.get("entropy"), "policy/log_std": float(self.model.log_std.detach().mean()),
+            "policy/clip_fraction": stats.get("clip_fraction"),
+            "policy/explained_variance": stats.get("explained_variance"),
+            "policy/value_clip_fraction": stats.get("value_clip_fraction"),
+            "schedule/lr": self.schedule.lr, "schedule/reward_alpha": float(self.env.reward_alpha),
+            "schedule/env0_resets": int(self.env.env0_resets),
+            "perf/collect_fps": n / max(collect_s, 1e-9), "perf/update_fps": n / max(update_s, 1e-9),
+            "perf/fps": n / max(collect_s + update_s, 1e-9), "env/blowups": int(self.env.blowups),
+        }
+        if ended.any():
+            metrics = nxt["episode_metrics"].reshape(-1, len(EPISODE_METRICS))[ended].mean(0).tolist()
+            row.update({f"episode/{m}": v for m, v in zip(EPISODE_METRICS, metrics)})
+        return row
+
+    def _elapsed(self) -> float:
+        return self._elapsed_before + time.perf_counter() - self._t_start
+
+    def run(self) -> dict:
+        """Train until ``total_frames``; checkpoints every ``checkpoint_every`` iterations and at the end."""
+        total = self.run_cfg.total_frames
+        iterations = math.ceil(total / self.frames_per_batch)
+        self._t_start = time.perf_counter()
+        self.logger = TrainLogger(self.out_dir, total_frames=iterations * self.frames_per_batch,
+                                  start_iteration=self.iteration, start_frames=self.frames,
+                                  progress=self.run_cfg.progress, tensorboard=self.run_cfg.tensorboard,
+                                  print_every=self.run_cfg.print_every)
+        last = {}
+        path = self.ckpt_dir / "last.pt"
+        try:
+            while self.iteration < iterations:
+                last = self.iterate()
+                self.logger.log(last)
+                final = self.iteration >= iterations
+                if final or self.iteration % self.run_cfg.checkpoint_every == 0:
+                    path = self._boundary(reset=not final)
+        finally:
+            self.logger.close()
+        return {"iterations": self.iteration, "frames": self.frames, "out_dir": str(self.out_dir),
+                "checkpoint": str(path), "wall_s": time.perf_counter() - self._t_start, "last": last}
+
+    def close(self) -> None:
+        self.collector.shutdown(close_env=True, raise_on_error=False)
+
+
+def _versions() -> dict:
+    import torchrl
+
+    return {"torch": str(torch.__version__), "torchrl": str(torchrl.__version__)}
+
+
+def train(cfg) -> dict:
+    """Train one oracle from a config mapping (see ``PPOTrainer``); returns the run summary."""
+    trainer = PPOTrainer(cfg)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()

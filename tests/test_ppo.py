@@ -1,0 +1,176 @@
+"""PPO oracle training (dexndm.rl): learning step, logs, exact resume, checkpoints as data, the app."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from dexndm.hand import constants as hc
+from dexndm.rl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_oracle, save_checkpoint
+from dexndm.rl.config import PPOConfig
+from dexndm.rl.loss import AdaptiveLR, gaussian_kl
+from dexndm.rl.normalizer import RunningNorm
+from dexndm.rl.ppo import PPOTrainer, train
+from dexndm.sim.reward import TERMS
+
+TINY_PPO = {"horizon": 8, "num_minibatches": 2, "epochs": 2, "hidden": [32, 32]}
+
+
+def tiny_cfg(env_cfg: dict, out_dir, iterations: int, **run) -> dict:
+    frames = env_cfg["num_envs"] * TINY_PPO["horizon"] * iterations
+    return {"env": dict(env_cfg), "ppo": dict(TINY_PPO), "out_dir": str(out_dir), "total_frames": frames,
+            "progress": False, "print_every": 0, **run}
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_ppo_updates_the_policy_and_logs_every_reward_term(tmp_path, tiny_env_cfg):
+    trainer = PPOTrainer(tiny_cfg(tiny_env_cfg, tmp_path, iterations=2))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    try:
+        summary = trainer.run()
+    finally:
+        trainer.close()
+    after = trainer.model.state_dict()
+    assert summary["iterations"] == 2 and summary["frames"] == 2 * 4 * 8
+    for name in ("actor_trunk.0.weight", "mu.weight", "value_head.weight", "log_std"):
+        assert not torch.equal(before[name], after[name]), f"{name} did not change"
+    assert after["obs_norm.count"] == 2 * 4 * 8
+
+    rows = read_csv(tmp_path / "metrics.csv")
+    assert [int(r["iteration"]) for r in rows] == [1, 2]
+    for term in TERMS:
+        assert all(np.isfinite(float(r[f"reward/{term}"])) for r in rows), term
+    assert float(rows[-1]["schedule/lr"]) > 0 and float(rows[-1]["perf/collect_fps"]) > 0
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {f"reward/{t}" for t in TERMS} <= tags
+    assert {"policy/kl", "schedule/lr", "loss/critic", "schedule/reward_alpha", "perf/update_fps"} <= tags
+
+
+def test_resume_continues_exactly_like_the_uninterrupted_run(tmp_path, tiny_env_cfg):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(tiny_cfg(tiny_env_cfg, straight, iterations=4, checkpoint_every=2))
+    train(tiny_cfg(tiny_env_cfg, split, iterations=2, checkpoint_every=2))      # "interrupted" after 2
+    train(tiny_cfg(tiny_env_cfg, split, iterations=4, checkpoint_every=2))      # resume=auto picks last.pt
+
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")
+    b = load_checkpoint(split / "checkpoints" / "last.pt")
+    assert a["counters"] == b["counters"] and a["counters"]["iteration"] == 4
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=1e-6, msg=key)
+    assert a["schedule"] == b["schedule"]
+    rows_a, rows_b = read_csv(straight / "metrics.csv"), read_csv(split / "metrics.csv")
+    assert [r["iteration"] for r in rows_b] == ["1", "2", "3", "4"]
+    assert [r["reward/mean"] for r in rows_a] == [r["reward/mean"] for r in rows_b]
+
+
+def test_resume_refuses_a_changed_config(tmp_path, tiny_env_cfg):
+    train(tiny_cfg(tiny_env_cfg, tmp_path, iterations=1))
+    cfg = tiny_cfg(tiny_env_cfg, tmp_path, iterations=2)
+    cfg["ppo"]["lr"] = 1e-3
+    with pytest.raises(ValueError, match="ppo.lr"):
+        PPOTrainer(cfg)
+
+
+def test_checkpoint_is_data_and_carries_what_deploy_needs(tmp_path, tiny_env_cfg):
+    train(tiny_cfg(tiny_env_cfg, tmp_path, iterations=1))
+    path = tmp_path / "checkpoints" / "last.pt"
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == FORMAT
+    assert raw["joint_order"] == list(hc.JOINT_NAMES)
+    names = [name for name, _ in raw["obs_layout"]["fields"]]
+    assert names[0] == "joint_pos_history" and "rotation_axis" in names
+    assert sum(w for _, w in raw["obs_layout"]["fields"]) == raw["obs_dim"]
+    assert raw["action_scale"] == pytest.approx(1 / 24) and raw["control_rate_hz"] == pytest.approx(20.0)
+    assert raw["obs_norm"]["count"] == 4 * 8
+    torch.testing.assert_close(raw["obs_norm"]["mean"], raw["model"]["obs_norm.mean"])
+    var = raw["obs_norm"]["var"]
+    assert var.min() >= 0 and not torch.equal(var, torch.ones_like(var))
+    assert isinstance(raw["rng"]["env"], str) and raw["counters"]["env0_resets"] >= 1
+
+    model, meta = load_oracle(path)
+    obs = torch.randn(5, raw["obs_dim"])
+    action = model.act(obs)
+    assert action.shape == (5, 16) and action.abs().max() <= 1.0
+    assert meta["obs_layout"].dim == raw["obs_dim"]
+
+
+class NotData:
+    """Anything that needs unpickling code to load."""
+
+
+def test_pickled_checkpoints_are_refused(tmp_path):
+    bad = tmp_path / "bad.pt"
+    torch.save({"format": FORMAT, "x": NotData()}, bad)
+    with pytest.raises(CheckpointError, match="pickled Python objects") as err:
+        load_checkpoint(bad)
+    assert "weights_only" in str(err.value) and "NotData" in str(err.value)
+    with pytest.raises(TypeError, match=r"checkpoint\['x'\] is a NotData"):
+        save_checkpoint(tmp_path / "never.pt", {"x": NotData()})
+    assert not (tmp_path / "never.pt").exists()
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a dexndm oracle checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    with pytest.raises(FileNotFoundError, match="train_oracle"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_running_norm_matches_whole_batch_statistics():
+    norm = RunningNorm(3)
+    data = torch.randn(100, 3, dtype=torch.float64) * torch.tensor([1.0, 5.0, 0.1]) + 2.0
+    for chunk in data.split([7, 50, 43]):
+        norm.update(chunk)
+    torch.testing.assert_close(norm.mean, data.mean(0))
+    torch.testing.assert_close(norm.var, data.var(0, unbiased=False))
+    y = norm.normalize(data.float())
+    torch.testing.assert_close(norm.denormalize(y), data.float(), atol=1e-4, rtol=1e-4)
+
+
+def test_adaptive_lr_and_gaussian_kl():
+    sched = AdaptiveLR(1e-3, kl_target=0.02, min_lr=1e-4, max_lr=2e-3)
+    assert sched.update(0.1) == pytest.approx(1e-3 / 1.5)
+    assert sched.update(0.02) == pytest.approx(1e-3 / 1.5)
+    assert sched.update(0.0) == pytest.approx(1e-3) and sched.update(0.0) == pytest.approx(1.5e-3)
+    assert sched.update(0.0) == pytest.approx(2e-3)
+    loc, scale = torch.zeros(4, 16), torch.ones(4, 16)
+    assert gaussian_kl(loc, scale, loc, scale).abs().max() < 1e-6
+    kl = gaussian_kl(loc, scale, loc + 1.0, scale)
+    torch.testing.assert_close(kl, torch.full((4,), 8.0))
+
+
+def test_ppo_config_rejects_unknown_and_bad_values():
+    with pytest.raises(ValueError, match="unknown keys.*horizn"):
+        PPOConfig.from_dict({"horizn": 8})
+    with pytest.raises(ValueError, match="lr_schedule"):
+        PPOConfig.from_dict({"lr_schedule": "cosine"})
+
+
+def test_train_oracle_app_composes_and_runs(tmp_path, grasp_dir):
+    from hydra import compose, initialize_config_module
+
+    from dexndm.apps import train_oracle
+    from dexndm.conf import register
+
+    register()
+    with initialize_config_module(config_module="dexndm.conf", version_base=None):
+        cfg = compose(config_name="train_oracle", overrides=[
+            "task=cuboids", "env.wrist=palm_up", "env.axes=+z", "env.num_envs=4", f"env.grasp_dir={grasp_dir}",
+            "env.object_names=[cuboids/00]", "env.randomization.scale_bins=1", "env.grasps_per_cache=32",
+            "ppo.horizon=8", "ppo.hidden=[32]", "ppo.num_minibatches=2", "total_frames=64", f"out_dir={tmp_path}",
+            "progress=false", "device=auto"])
+    summary = train_oracle.run(cfg)
+    assert summary["iterations"] == 2
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert ckpt["counters"]["frames"] == 64
+    assert len(read_csv(tmp_path / "metrics.csv")) == 2
