@@ -32,7 +32,7 @@ from dexndm.sim.objects import ObjectShape
 from dexndm.sim.physics import RolloutPhysics
 from dexndm.sim.scene import OBJECT_BODY, SensorLayout, build_object_model, fingertip_centroids, palm_center
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 GRASP_MASS = 0.03          # kg, mid-range object mass used while generating
 GRASP_FRICTION = 0.8       # object friction used while generating (lower half of the DR range)
 PERTURBATION = 0.25        # rad, uniform noise on the canonical pose
@@ -51,7 +51,7 @@ def shape_key(shape: ObjectShape) -> str:
 
 def cache_path(root: Path, shape: ObjectShape, scale: float, orientation: str) -> Path:
     safe = shape.name.replace("/", "_")
-    return Path(root) / shape.category / f"{safe}__{shape_key(shape)}__s{scale:.3f}__{orientation}.npz"
+    return Path(root) / shape.category / f"{safe}__{shape_key(shape)}__s{scale:.3f}__{orientation}__v{CACHE_VERSION}.npz"
 
 
 def set_object_properties(model: mujoco.MjModel, mass: float, friction: float) -> None:

@@ -30,7 +30,9 @@ def new_spec(domain: Domain) -> mujoco.MjSpec:
     spec.compiler.degree = False  # every angle in dexndm is in radians
     opt = spec.option
     opt.timestep = domain.timestep
-    opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    # Euler (joint damping implicit): implicitfast drops the gyroscopic terms and lets small,
+    # fast-spinning objects blow up in pinch grasps (seen here); Euler costs the same.
+    opt.integrator = mujoco.mjtIntegrator.mjINT_EULER
     opt.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
     opt.impratio = 2.0
     opt.gravity = [0.0, 0.0, -domain.gravity]
