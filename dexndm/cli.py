@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "grasps": ("dexndm.apps.grasps", "build the grasp caches of an object set"),
     "train_oracle": ("dexndm.apps.train_oracle", "train a PPO oracle for one object category (privileged obs)"),
     "domains": ("dexndm.apps.domains", "list the shipped target-domain presets, or show one resolved"),
+    "curves": ("dexndm.eval.curves", "plot a training run's metrics.csv to PNG"),
     "data": ("dexndm.data.cli", "trajectory datasets: `dexndm data info|validate|merge ...`"),
     "bench": ("dexndm.bench.__main__", "benchmarks: `dexndm bench sim|ppo [--json]`"),
 }

@@ -1,0 +1,1 @@
+"""Evaluation: metrics tables, benchmark reports and plots."""
