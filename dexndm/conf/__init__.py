@@ -7,6 +7,15 @@ from __future__ import annotations
 _registered = False
 
 
+def to_plain(cfg) -> dict:
+    """A config node (Hydra DictConfig, dataclass-free mapping, or None) as plain nested dicts."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return dict(cfg or {})
+
+
 def register() -> None:
     global _registered
     if _registered:

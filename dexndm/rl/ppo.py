@@ -34,6 +34,7 @@ from torchrl.objectives.value import GAE
 
 from dexndm.hand import constants as hc
 from dexndm.rl.checkpoint import capture_rng, from_json, load_checkpoint, restore_rng, save_checkpoint, to_json
+from dexndm.conf import to_plain
 from dexndm.rl.config import PPOConfig
 from dexndm.rl.logger import TrainLogger
 from dexndm.rl.loss import AdaptiveLR, OraclePPOLoss
@@ -88,17 +89,6 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
-def _plain(cfg) -> dict:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return from_json(to_json(dict(cfg)))
-
-
 def _flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
@@ -115,7 +105,7 @@ class PPOTrainer:
     """
 
     def __init__(self, cfg):
-        self.cfg = _plain(cfg)
+        self.cfg = from_json(to_json(to_plain(cfg)))  # plain, JSON-safe data
         self.run_cfg = RunSettings.from_dict(self.cfg)
         self.ppo = PPOConfig.from_dict(self.cfg.get("ppo"))
         self.cfg["ppo"] = self.ppo.to_dict()

@@ -10,10 +10,11 @@ def make_env(cfg=None, device: str = "cpu", **overrides):
     Hydra ``env`` node), or None for defaults; keyword overrides are applied on top:
     ``make_env(num_envs=256, object_set="cuboids", wrist="palm_down")``.
     """
+    from dexndm.conf import to_plain
     from dexndm.sim.config import EnvConfig
     from dexndm.sim.env import RotationEnv
 
-    data = cfg.to_dict() if isinstance(cfg, EnvConfig) else _plain(cfg)
+    data = cfg.to_dict() if isinstance(cfg, EnvConfig) else to_plain(cfg)
     data.update(overrides)
     return RotationEnv(EnvConfig.from_dict(data), device=device)
 
@@ -24,22 +25,12 @@ def make_chaos_box(cfg=None, device: str = "cpu", **overrides):
     ``cfg`` is a :class:`~dexndm.sim.chaos_box.ChaosBoxConfig`, a mapping of its fields, or
     None; keyword overrides are applied on top.
     """
+    from dexndm.conf import to_plain
     from dexndm.sim.chaos_box import ChaosBoxConfig, ChaosBoxEnv
 
-    data = cfg.to_dict() if isinstance(cfg, ChaosBoxConfig) else _plain(cfg)
+    data = cfg.to_dict() if isinstance(cfg, ChaosBoxConfig) else to_plain(cfg)
     data.update(overrides)
     return ChaosBoxEnv(ChaosBoxConfig.from_dict(data), device=device)
-
-
-def _plain(cfg) -> dict:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return dict(cfg or {})
 
 
 __all__ = ["make_env", "make_chaos_box"]

@@ -35,6 +35,7 @@ from dexndm.sim import orientations as ori
 from dexndm.sim.config import _build
 from dexndm.sim.control import HandController
 from dexndm.sim.domain import Domain, load_domain
+from dexndm.sim.env import reset_ids
 from dexndm.sim.observations import DeployObservation
 from dexndm.sim.physics import RolloutPhysics
 from dexndm.sim.scene import SensorLayout, add_hand_sensors, kinematic_hand, new_spec, grasp_center
@@ -378,10 +379,7 @@ class ChaosBoxEnv(EnvBase):
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
         n = self.batch_size[0]
-        if tensordict is not None and "_reset" in tensordict.keys():
-            ids = np.flatnonzero(tensordict["_reset"].reshape(n).cpu().numpy())
-        else:
-            ids = np.arange(n)
+        ids = reset_ids(tensordict, n)
         if len(ids):
             if tensordict is not None and "reset_q" in tensordict.keys():
                 q = tensordict["reset_q"].detach().to("cpu", torch.float64).numpy().reshape(n, J)[ids]

@@ -37,6 +37,13 @@ from dexndm.sim.task import TaskSampler
 J = hc.NUM_JOINTS
 
 
+def reset_ids(tensordict: TensorDictBase | None, n: int) -> np.ndarray:
+    """Environments to reset: those flagged in ``tensordict["_reset"]``, or all of them."""
+    if tensordict is not None and "_reset" in tensordict.keys():
+        return np.flatnonzero(tensordict["_reset"].reshape(n).cpu().numpy())
+    return np.arange(n)
+
+
 class RotationEnv(EnvBase):
     """In-hand rotation of one object set by the LEAP hand; ``batch_size=[num_envs]``."""
 
@@ -150,10 +157,7 @@ class RotationEnv(EnvBase):
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
         n = self.batch_size[0]
-        if tensordict is not None and "_reset" in tensordict.keys():
-            ids = np.flatnonzero(tensordict["_reset"].reshape(n).cpu().numpy())
-        else:
-            ids = np.arange(n)
+        ids = reset_ids(tensordict, n)
         if len(ids):
             self._reset_envs(ids)
         self._build_obs()
