@@ -88,7 +88,9 @@ class RotationEnv(EnvBase):
         self.goal = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))
         self.final_goal = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))
         self.force = np.zeros((n, 3))
-        self.mass = np.zeros(n)
+        self.mass = np.zeros(n)                            # object mass drawn at reset (kg)
+        self.object_index = np.zeros(n, dtype=np.int64)   # index into sampler.shapes
+        self.object_scale = np.ones(n)                     # scale drawn at reset
         self._xfrc = np.zeros((n, self.substeps, self.physics.nbody, 6))
         self._priv = np.zeros((n, self.priv_layout.dim), dtype=np.float32)
         self._last_sensors = np.zeros((n, self.physics.nsensordata))
@@ -136,6 +138,8 @@ class RotationEnv(EnvBase):
         self.gravity_dir[ids] = episode.gravity_dir
         self.wrist_quat[ids] = ori.orientation_quat(episode.gravity_dir)
         self.mass[ids] = episode.object_mass
+        self.object_index[ids] = episode.object_index
+        self.object_scale[ids] = episode.scale
         self.force[ids] = 0.0
         obj_quat = pose[:, 3:]
         if self.cfg.goal_mode:
