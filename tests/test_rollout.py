@@ -59,7 +59,8 @@ def test_rollout_keeps_full_length_episodes_and_writes_a_valid_file(tmp_path, or
         assert np.abs(traj["action"]).max() <= 1.0
         # a_t = clip(a_{t-1} + action_t / 24, joint limits): check where not clamped
         target, action = traj["target"].astype(np.float64), traj["action"].astype(np.float64)
-        expect = target[:-1] + action[1:] / 24.0
+        target = np.concatenate([traj["initial_target"][None].astype(np.float64), target])  # a_{-1}, a_0, ...
+        expect = target[:-1] + action / 24.0
         inside = (expect > hc.JOINT_LOWER + 1e-4) & (expect < hc.JOINT_UPPER - 1e-4)
         assert inside.mean() > 0.5
         np.testing.assert_allclose(target[1:][inside], expect[inside], atol=1e-5)

@@ -60,6 +60,8 @@ FIELDS: tuple[FieldSpec, ...] = (
               "joint positions q_0..q_T (rad, hardware order)"),
     FieldSpec("target", "dataset", ("T", J), "float32", True,
               "commanded joint targets a_0..a_{T-1} (rad); q_{t+1} follows target_t"),
+    FieldSpec("initial_target", "dataset", (J,), "float32", True,
+              "a_{-1}: the target held at reset, before the first command (rad)"),
     FieldSpec("axis", "dataset", (3,), "float32", True, "rotation axis (unit, hand frame)"),
     FieldSpec("gravity_dir", "dataset", (3,), "float32", True,
               "wrist orientation: unit gravity direction in the hand frame"),
@@ -82,8 +84,8 @@ DATASETS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kind == "dataset")
 TRAJ_ATTRS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kind == "attr")
 REQUIRED: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
 #: Datasets whose columns are joints (checked against the joint limits where positions).
-JOINT_FIELDS: tuple[str, ...] = ("q", "target", "action")
-LIMITED_FIELDS: tuple[str, ...] = ("q", "target")
+JOINT_FIELDS: tuple[str, ...] = ("q", "target", "action", "initial_target")
+LIMITED_FIELDS: tuple[str, ...] = ("q", "target", "initial_target")
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,13 @@ def random_trajectory(seed: int, T: int = 20, *, optional: bool = True,
     target = np.empty((T, hc.NUM_JOINTS))
     q = np.empty((T + 1, hc.NUM_JOINTS))
     q[0] = hc.clamp_to_limits(hc.CANONICAL_POSE + rng.normal(0.0, 0.05, hc.NUM_JOINTS))
-    last = q[0]
+    last = initial = q[0].copy()
     for t in range(T):
         last = target[t] = hc.clamp_to_limits(last + action[t] / 24.0)      # DESIGN.md: a_t = a_{t-1} + a/24
         q[t + 1] = hc.clamp_to_limits(q[t] + 0.5 * (target[t] - q[t]))
     traj: dict[str, Any] = {
         "q": q.astype(np.float32), "target": target.astype(np.float32),
+        "initial_target": initial.astype(np.float32),
         "axis": _unit(rng).astype(np.float32), "gravity_dir": _unit(rng).astype(np.float32),
         "success": bool(rng.random() < 0.8),
     }

@@ -134,9 +134,10 @@ class _Episodes:
         self.info: list[dict | None] = [None] * n        # episode draws, set when an episode begins
         self.buf: list[dict | None] = [None] * n
 
-    def start(self, i: int, q, pose, tips) -> None:
+    def start(self, i: int, q, pose, tips, target) -> None:
         self.steps[i] = 0
         self.buf[i] = {"q": [q], "object_pose": [pose], "fingertip_state": [tips], "target": [], "action": [],
+                       "initial_target": target,
                        "privileged_obs": []}
 
 
@@ -171,7 +172,8 @@ def _run(model, env_cfg: EnvConfig, writer: TrajectoryWriter, remaining: int, re
                 "params": {"object_mass": float(env.mass[i]), "scale": float(env.object_scale[i])},
                 "axis": env.axis[i].copy(), "gravity_dir": env.gravity_dir[i].copy(),
             }
-            eps.start(i, q[i].copy(), pose[i].copy(), obs[i, tip_slice].reshape(4, 13).copy())
+            eps.start(i, q[i].copy(), pose[i].copy(), obs[i, tip_slice].reshape(4, 13).copy(),
+                      env.control.target[i].astype(np.float32))
 
     try:
         td = env.reset()
@@ -237,6 +239,7 @@ def _finish(writer: TrajectoryWriter, eps: _Episodes, i: int, ok: bool, category
         return
     traj = {
         "q": np.stack(b["q"]), "target": np.stack(b["target"]), "action": np.stack(b["action"]),
+        "initial_target": b["initial_target"],
         "object_pose": np.stack(b["object_pose"]), "fingertip_state": np.stack(b["fingertip_state"]),
         "axis": info["axis"], "gravity_dir": info["gravity_dir"], "success": True,
         "category": category, "object_id": info["object_id"], "params": info["params"],
