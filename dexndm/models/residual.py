@@ -1,0 +1,164 @@
+"""Residual policy that bridges the dynamics gap (DexNDM Sec. 3.3, "Bridging the Dynamics
+Gap via a Residual Policy").
+
+The base policy's commanded targets a_j are corrected by a_res = pi_res(o_j, a_j) so that
+the TARGET domain (the real hand, modelled by a frozen neural dynamics f_psi) tracks the
+trajectory the base policy produced in SIM.  Trained supervised on sim dynamics windows
+{q_hist [B, W, 16], a_hist [B, W, 16], q_next [B, 16]}:
+
+    L = || q_{t+1} - f_psi({q_j, a_j + pi_res(o_j, a_j)}_{j=t-W+1..t}) ||^2
+        + res_weight * mean ||a_res||^2
+
+with q_{t+1} from the sim trajectory.  The loss is taken in f_psi's normalised target
+space (``normalized_target``/``predict_normalized``) when f_psi is a ``DynamicsModel``,
+else in radians.  ``ResidualNet`` sees, per step j, (q_j, a_j) standardised with the
+dynamics stats (plus an optional extra observation ``o_j`` of ``obs_dim``, batch key
+``obs`` [B, W, obs_dim]); all W steps run in one batched call; the output is
+``max_residual * tanh(.)`` radians.  At deployment the command is a + a_res
+(``ResidualNet.correct``).  Gradients flow through f_psi but its parameters are frozen
+(``requires_grad=False``, always eval mode) and not in the optimiser.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dexndm.hand.constants import JOINT_NAMES, NUM_JOINTS
+from dexndm.models.dynamics import DynamicsModel
+from dexndm.models.lit_dynamics import CONTROL_RATE_HZ, load_dynamics
+
+CKPT_FORMAT = "dexndm.residual.v1"
+_PREFIX = "res."
+J = NUM_JOINTS
+
+
+class ResidualNet(nn.Module):
+    """pi_res: (q_j, a_j[, o_j]) ``[..., 32(+obs_dim)]`` -> a_res ``[..., 16]`` in [-max_residual, max_residual]."""
+
+    def __init__(self, hidden: int = 256, depth: int = 2, max_residual: float = 0.2, obs_dim: int = 0):
+        super().__init__()
+        if hidden < 1 or depth < 1 or max_residual <= 0 or obs_dim < 0:
+            raise ValueError(f"need hidden, depth >= 1, max_residual > 0, obs_dim >= 0; "
+                             f"got {hidden}, {depth}, {max_residual}, {obs_dim}")
+        self.hidden, self.depth, self.max_residual, self.obs_dim = int(hidden), int(depth), float(max_residual), int(obs_dim)
+        for key, default in (("q_mean", 0.0), ("q_std", 1.0), ("a_mean", 0.0), ("a_std", 1.0)):
+            self.register_buffer(key, torch.full((J,), default))
+        layers, d = [], 2 * J + self.obs_dim
+        for _ in range(depth):
+            layers += [nn.Linear(d, hidden), nn.ELU()]
+            d = hidden
+        last = nn.Linear(d, J)
+        nn.init.zeros_(last.weight)          # starts as the identity correction (a_res = 0)
+        nn.init.zeros_(last.bias)
+        self.mlp = nn.Sequential(*layers, last)
+
+    def config(self) -> dict[str, Any]:
+        return {"hidden": self.hidden, "depth": self.depth, "max_residual": self.max_residual, "obs_dim": self.obs_dim}
+
+    @torch.no_grad()
+    def set_stats(self, stats: Mapping[str, Any]) -> None:
+        for key in ("q_mean", "q_std", "a_mean", "a_std"):
+            v = torch.as_tensor(np.asarray(stats[key]), dtype=torch.float32).expand(J).clone()
+            getattr(self, key).copy_(v.clamp_min(1e-6) if key.endswith("std") else v)
+
+    def forward(self, q: torch.Tensor, a: torch.Tensor, obs: torch.Tensor | None = None) -> torch.Tensor:
+        """a_res for any leading shape: ``q, a [..., 16]`` (+ ``obs [..., obs_dim]``)."""
+        x = [(q - self.q_mean) / self.q_std, (a - self.a_mean) / self.a_std]
+        if self.obs_dim:
+            if obs is None or obs.shape[-1] != self.obs_dim:
+                raise ValueError(f"this residual net needs obs [..., {self.obs_dim}]")
+            x.append(obs)
+        return self.max_residual * torch.tanh(self.mlp(torch.cat(x, dim=-1)))
+
+    @torch.no_grad()
+    def correct(self, q: torch.Tensor, a: torch.Tensor, obs: torch.Tensor | None = None) -> torch.Tensor:
+        """Deployment command a + a_res."""
+        return a + self(q, a, obs)
+
+
+class ResidualModule(L.LightningModule):
+    """Train ``ResidualNet`` through a frozen dynamics model (``dynamics_ckpt`` or a ``dynamics`` module)."""
+
+    def __init__(self, dynamics_ckpt: str | None = None, res_weight: float = 1e-2, max_residual: float = 0.2,
+                 lr: float = 1e-3, hidden: int = 256, depth: int = 2, obs_dim: int = 0,
+                 dynamics: nn.Module | None = None):
+        super().__init__()
+        dynamics_ckpt = None if dynamics_ckpt is None else str(dynamics_ckpt)
+        self.save_hyperparameters(ignore=["dynamics"])
+        if (dynamics is None) == (dynamics_ckpt is None):
+            raise ValueError("give exactly one of dynamics_ckpt= (a DynamicsModule .ckpt) or dynamics= (an nn.Module "
+                             "with forward(q_hist, a_hist) -> q_next)")
+        self.dyn_meta: dict[str, Any] = {}
+        if dynamics is None:
+            dynamics, self.dyn_meta = load_dynamics(dynamics_ckpt)
+        dynamics.requires_grad_(False)
+        self.dynamics = dynamics.eval()
+        self.res = ResidualNet(hidden, depth, max_residual, obs_dim)
+        if all(hasattr(dynamics, k) for k in ("q_mean", "q_std", "a_mean", "a_std")):
+            self.res.set_stats({k: getattr(dynamics, k) for k in ("q_mean", "q_std", "a_mean", "a_std")})
+
+    def train(self, mode: bool = True) -> "ResidualModule":
+        super().train(mode)
+        self.dynamics.eval()                 # frozen model: never in training mode
+        return self
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.res.parameters(), lr=self.hparams.lr)
+
+    def residual(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """a_res for every step of the window ``[B, W, 16]`` (one batched call)."""
+        return self.res(batch["q_hist"], batch["a_hist"], batch.get("obs") if self.hparams.obs_dim else None)
+
+    def losses(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        q_hist, a_hist, q_next = batch["q_hist"], batch["a_hist"], batch["q_next"]
+        a_res = self.residual(batch)
+        a_cmd = a_hist + a_res
+        if isinstance(self.dynamics, DynamicsModel):
+            track = F.mse_loss(self.dynamics.predict_normalized(q_hist, a_cmd),
+                               self.dynamics.normalized_target(q_hist[:, -1], q_next))
+        else:
+            track = F.mse_loss(self.dynamics(q_hist, a_cmd), q_next)
+        size = a_res.pow(2).mean()
+        return {"loss": track + self.hparams.res_weight * size, "track": track, "res_sq": size}
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self.losses(batch)
+        self.log_dict({f"train/{k}": v for k, v in out.items()}, on_step=True, on_epoch=True,
+                      batch_size=len(batch["q_next"]))
+        return out["loss"]
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        out = self.losses(batch)
+        self.log_dict({f"val/{k}": v for k, v in out.items()}, on_epoch=True, batch_size=len(batch["q_next"]),
+                      sync_dist=True, add_dataloader_idx=False)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["dexndm_meta"] = {
+            "format": CKPT_FORMAT, "joint_order": list(JOINT_NAMES), "control_rate_hz": CONTROL_RATE_HZ,
+            "config": self.res.config(), "res_weight": float(self.hparams.res_weight),
+            "dynamics_ckpt": self.hparams.dynamics_ckpt,
+            "dynamics_config": dict(self.dyn_meta.get("config", {})),
+        }
+
+
+def load_residual(path: str | os.PathLike) -> tuple[ResidualNet, dict[str, Any]]:
+    """(plain ``ResidualNet`` in eval mode, meta) from a ResidualModule ``.ckpt`` (``weights_only=True``)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"residual checkpoint {str(path)!r} does not exist")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    meta = ckpt.get("dexndm_meta") if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != CKPT_FORMAT:
+        raise ValueError(f"{str(path)!r} is not a dexndm residual checkpoint (no dexndm_meta with format "
+                         f"{CKPT_FORMAT!r}); save it from ResidualModule")
+    if list(meta.get("joint_order", [])) != list(JOINT_NAMES):
+        raise ValueError(f"{str(path)!r} uses joint order {meta.get('joint_order')}, this code {list(JOINT_NAMES)}")
+    net = ResidualNet(**meta["config"])
+    net.load_state_dict({k[len(_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(_PREFIX)})
+    return net.eval(), meta

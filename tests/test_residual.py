@@ -1,0 +1,198 @@
+"""Residual policy (DexNDM Sec. 3.3): trained through a frozen dynamics model it closes a
+synthetic actuator gap.
+
+Target domain ("real"): each joint reaches only 70% of its commanded step,
+q_{t+1} = q_t + 0.7 (a_t - q_t).  Sim: perfect tracking, q_{t+1} = a_t.  The frozen dynamics
+is the ANALYTIC target rule (``GapDynamics``, gain held as an nn.Parameter so that freezing
+is checkable), not a fitted network; the checkpoint path through ``load_dynamics`` is
+exercised separately with an (untrained) joint-wise DynamicsModule checkpoint.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from dexndm.models.dynamics import dynamics_stats
+from dexndm.models.lit_dynamics import DynamicsModule
+from dexndm.models.residual import ResidualModule, ResidualNet, load_residual
+
+torch.set_num_threads(1)
+W, GAIN = 3, 0.7
+
+
+class GapDynamics(nn.Module):
+    """q_{t+1} = q_t + gain * (a_t - q_t), per joint."""
+
+    def __init__(self, gain: float = GAIN):
+        super().__init__()
+        self.gain = nn.Parameter(torch.full((16,), gain))
+
+    def forward(self, q_hist, a_hist):
+        q = q_hist[:, -1]
+        return q + self.gain * (a_hist[:, -1] - q)
+
+
+def sim_windows(n_traj: int, T: int, seed: int) -> dict[str, torch.Tensor]:
+    """Sim trajectories (q_{t+1} = a_t, a_t = q_t + step) cut into W-windows."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.empty(n_traj, T + 1, 16)
+    q[:, 0] = torch.rand(n_traj, 16, generator=g) * 1.5 - 0.3
+    steps = (torch.rand(n_traj, T, 16, generator=g) * 2 - 1) * 0.2
+    a = torch.empty(n_traj, T, 16)
+    for t in range(T):
+        a[:, t] = q[:, t] + steps[:, t]
+        q[:, t + 1] = a[:, t]
+    idx = torch.arange(W - 1, T)
+    q_hist = torch.stack([q[:, t - W + 1:t + 1] for t in idx], 1).flatten(0, 1)
+    a_hist = torch.stack([a[:, t - W + 1:t + 1] for t in idx], 1).flatten(0, 1)
+    q_next = q[:, idx + 1].flatten(0, 1)
+    return {"q_hist": q_hist, "a_hist": a_hist, "q_next": q_next}
+
+
+class _Windows(Dataset):
+    def __init__(self, d):
+        self.d = d
+
+    def __len__(self):
+        return len(self.d["q_next"])
+
+    def __getitem__(self, i):
+        return {k: v[i] for k, v in self.d.items()}
+
+
+def _fit(model, data, epochs=12):
+    L.seed_everything(0, verbose=False)
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, enable_checkpointing=False)
+    trainer.fit(model, train_dataloaders=DataLoader(_Windows(data), batch_size=256, shuffle=True))
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def data():
+    return sim_windows(128, 20, seed=0), sim_windows(32, 20, seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    train, _ = data
+    L.seed_everything(0, verbose=False)
+    dyn = GapDynamics()
+    model = ResidualModule(dynamics=dyn, res_weight=0.0, max_residual=0.3, lr=3e-3, hidden=64, depth=2)
+    model.res.set_stats(dynamics_stats(train["q_hist"], train["a_hist"]))
+    trainer = _fit(model, train)
+    return model, trainer
+
+
+def _tracking_error(net: ResidualNet | None, d) -> float:
+    """Mean |q_next in the target domain - q_next in sim| executing a (net None) or a + a_res."""
+    rule = GapDynamics()
+    a = d["a_hist"]
+    if net is not None:
+        with torch.no_grad():
+            a = a + net(d["q_hist"], d["a_hist"])
+    with torch.no_grad():
+        return float((rule(d["q_hist"], a) - d["q_next"]).abs().mean())
+
+
+def test_residual_closes_actuator_gap(trained, data, tmp_path):
+    model, trainer = trained
+    _, held_out = data
+    model.eval()
+    base, corrected = _tracking_error(None, held_out), _tracking_error(model.res, held_out)
+    print(f"tracking error: a {base:.5f} rad, a + a_res {corrected:.5f} rad, ratio {corrected / base:.3f}")
+    assert corrected / base < 0.5, (base, corrected)
+    assert {"train/loss_epoch", "train/track_epoch", "train/res_sq_epoch"} <= set(trainer.callback_metrics)
+    # the residual is bounded by max_residual
+    assert model.res(held_out["q_hist"] * 50, held_out["a_hist"] * -50).abs().max() <= 0.3 + 1e-6
+    # checkpoint round trip (weights_only) gives the same deployment command a + a_res
+    path = tmp_path / "res.ckpt"
+    trainer.save_checkpoint(path)
+    net, meta = load_residual(path)
+    assert meta["config"]["max_residual"] == 0.3 and meta["control_rate_hz"] == 20.0
+    q, a = held_out["q_hist"][:, -1], held_out["a_hist"][:, -1]
+    assert torch.allclose(net.correct(q, a), a + model.res(q, a).detach(), atol=1e-6)
+
+
+def test_dynamics_stays_frozen(trained):
+    model, _ = trained
+    assert torch.equal(model.dynamics.gain, torch.full((16,), GAIN))      # gradient flowed through, not into it
+    assert not any(p.requires_grad for p in model.dynamics.parameters())
+    assert not model.dynamics.training
+    opt_params = {id(p) for g in model.configure_optimizers().param_groups for p in g["params"]}
+    assert opt_params == {id(p) for p in model.res.parameters()}
+
+
+def test_size_penalty_shrinks_residual(data):
+    train, held_out = data
+    norms = {}
+    for w in (0.0, 1.0):
+        L.seed_everything(0, verbose=False)
+        model = ResidualModule(dynamics=GapDynamics(), res_weight=w, max_residual=0.3, lr=3e-3, hidden=64, depth=2)
+        model.res.set_stats(dynamics_stats(train["q_hist"], train["a_hist"]))
+        _fit(model, train, epochs=4)
+        with torch.no_grad():
+            norms[w] = float(model.res(held_out["q_hist"], held_out["a_hist"]).norm(dim=-1).mean())
+    print(f"mean ||a_res||: res_weight 0 -> {norms[0.0]:.4f}, res_weight 1 -> {norms[1.0]:.4f}")
+    assert norms[1.0] < 0.6 * norms[0.0], norms
+
+
+def test_loads_dynamics_checkpoint(data, tmp_path):
+    """dynamics_ckpt path: load_dynamics, frozen, residual stats from the dynamics buffers."""
+    train, _ = data
+    stats = dynamics_stats(train["q_hist"], train["a_hist"])
+    dm = DynamicsModule("jointwise", window=W, hidden=8, depth=1, stats=stats)
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(dm, train_dataloaders=DataLoader(_Windows(train), batch_size=64))
+    ckpt = tmp_path / "dyn.ckpt"
+    trainer.save_checkpoint(ckpt)
+    model = ResidualModule(dynamics_ckpt=str(ckpt), hidden=16, depth=1)
+    assert torch.allclose(model.res.q_std, model.dynamics.q_std)
+    before = {k: v.clone() for k, v in model.dynamics.state_dict().items()}
+    _fit(model, {k: v[:512] for k, v in train.items()}, epochs=1)
+    assert all(torch.equal(before[k], v) for k, v in model.dynamics.state_dict().items())
+    assert model.res.mlp[-1].weight.abs().sum() > 0                       # the residual did train
+    with pytest.raises(ValueError, match="exactly one"):
+        ResidualModule()
+
+
+def target_windows(n_traj: int, T: int, seed: int) -> dict[str, torch.Tensor]:
+    """Target-domain trajectories (q_{t+1} = q_t + 0.7 (a_t - q_t)) with random commands around q."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.empty(n_traj, T + 1, 16)
+    q[:, 0] = torch.rand(n_traj, 16, generator=g) * 1.5 - 0.3
+    a = q[:, :T] + 0.0
+    for t in range(T):
+        a[:, t] = q[:, t] + (torch.rand(n_traj, 16, generator=g) * 2 - 1) * 0.35
+        q[:, t + 1] = q[:, t] + GAIN * (a[:, t] - q[:, t])
+    idx = torch.arange(W - 1, T)
+    return {"q_hist": torch.stack([q[:, t - W + 1:t + 1] for t in idx], 1).flatten(0, 1),
+            "a_hist": torch.stack([a[:, t - W + 1:t + 1] for t in idx], 1).flatten(0, 1),
+            "q_next": q[:, idx + 1].flatten(0, 1)}
+
+
+def test_residual_through_fitted_jointwise_dynamics(data):
+    """Same gap, but f_psi is a joint-wise network fitted on target-domain data (not the analytic rule)."""
+    train, held_out = data
+    real = target_windows(128, 20, seed=2)
+    dq = real["q_next"] - real["q_hist"][:, -1]
+    stats = {**dynamics_stats(real["q_hist"], real["a_hist"]), "dq_mean": dq.mean(0), "dq_std": dq.std(0)}
+    dyn = DynamicsModule("jointwise", window=W, hidden=32, depth=2, lr=3e-3, stats=stats)
+    _fit(dyn, real, epochs=10)
+    fitted = dyn.net.eval()
+    with torch.no_grad():
+        dyn_err = float((fitted(held_out["q_hist"], held_out["a_hist"]) -
+                         GapDynamics()(held_out["q_hist"], held_out["a_hist"])).abs().mean())
+    L.seed_everything(0, verbose=False)
+    model = ResidualModule(dynamics=fitted, res_weight=0.0, max_residual=0.3, lr=3e-3, hidden=64, depth=2)
+    _fit(model, train)
+    model.eval()
+    base, corrected = _tracking_error(None, held_out), _tracking_error(model.res, held_out)
+    print(f"fitted jointwise f_psi (err vs rule on sim windows {dyn_err:.5f} rad): tracking error "
+          f"a {base:.5f}, a + a_res {corrected:.5f}, ratio {corrected / base:.3f}")
+    assert corrected / base < 0.5, (base, corrected, dyn_err)
