@@ -16,9 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollout": ("dexndm.apps.rollout", "roll out PPO oracles; keep full-length trajectories as BC data (HDF5)"),
     "train_oracle": ("dexndm.apps.train_oracle", "train a PPO oracle for one object category (privileged obs)"),
     "domains": ("dexndm.apps.domains", "list the shipped target-domain presets, or show one resolved"),
+    "eval-dynamics": ("dexndm.eval.dynamics", "per-joint one-step and open-loop errors of dynamics checkpoints (md/csv/json/png)"),
     "curves": ("dexndm.eval.curves", "plot a training run's metrics.csv to PNG"),
     "data": ("dexndm.data.cli", "trajectory datasets: `dexndm data info|validate|merge ...`"),
-    "bench": ("dexndm.bench.__main__", "benchmarks: `dexndm bench sim|ppo [--json]`"),
+    "bench": ("dexndm.bench.__main__", "benchmarks: `dexndm bench sim|ppo|models [--json]`"),
 }
 
 

@@ -9,7 +9,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-BENCHMARKS = {"sim": "dexndm.bench.sim", "ppo": "dexndm.bench.ppo"}
+BENCHMARKS = {"sim": "dexndm.bench.sim", "ppo": "dexndm.bench.ppo", "models": "dexndm.bench.models"}
 
 
 def main() -> int:
