@@ -12,6 +12,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("dexndm.apps.demo", "roll out the rotation task in MuJoCo and render it (main job for now)"),
     "grasps": ("dexndm.apps.grasps", "build the grasp caches of an object set"),
+    "collect": ("dexndm.collect.cli", "collect target-domain transitions: `dexndm collect chaos_box|free_hand|base_waves --out F ...`"),
     "train": ("dexndm.apps.train", "train a model of the zoo: `dexndm train experiment=jointwise_pretrain ...`"),
     "rollout": ("dexndm.apps.rollout", "roll out PPO oracles; keep full-length trajectories as BC data (HDF5)"),
     "train_oracle": ("dexndm.apps.train_oracle", "train a PPO oracle for one object category (privileged obs)"),

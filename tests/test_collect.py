@@ -1,0 +1,149 @@
+"""dexndm.collect: Chaos Box / free-hand replay and base waves (DexNDM Sec. 3.3, Appendix C)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from dexndm.collect import STRATEGIES, collect
+from dexndm.collect import strategies as st
+from dexndm.collect.cli import main as cli_main
+from dexndm.collect.sources import SourceSequences
+from dexndm.data.reader import TrajectoryFile
+from dexndm.data.synthetic import random_trajectory, write_random_file
+from dexndm.data.validate import validate
+from dexndm.data.writer import TrajectoryWriter
+from dexndm.hand import constants as hc
+
+STEPS = 16
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    return write_random_file(tmp_path_factory.mktemp("src") / "rollouts.h5", 6, seed=3, lengths=(8, 24))
+
+
+def _all(path):
+    with TrajectoryFile(path) as f:
+        return [f.load(i) for i in f.indices], f.meta
+
+
+def test_strategies_listed():
+    assert STRATEGIES == ("chaos_box", "free_hand", "base_waves")
+
+
+def test_source_matches_wrist(tmp_path):
+    path = tmp_path / "src.h5"
+    with TrajectoryWriter(path, domain={"name": "x"}, source={"kind": "synthetic"}, config={}) as w:
+        for i in range(6):
+            traj = random_trajectory(i, 8, optional=False)
+            traj["gravity_dir"] = np.array([0, 0, 1.0] if i % 2 else [1.0, 0, 0], dtype=np.float32)
+            w.append(traj)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        src = SourceSequences(path, np.array([0, 0, 1.0]))
+    assert src.matched and sorted(src.candidates.tolist()) == [1, 3, 5]
+    rng = np.random.default_rng(0)
+    draws = [src.sample_index(rng) for _ in range(300)]
+    assert set(draws) == {1, 3, 5} and min(np.bincount(draws)[[1, 3, 5]]) > 60
+    with pytest.warns(UserWarning, match="no trajectory"):
+        assert len(SourceSequences(path, np.array([0, 1.0, 0]))) == 6
+
+
+def test_noise_sampler_proportion():
+    rng = np.random.default_rng(0)
+    base = np.tile(hc.CANONICAL_POSE, (5, 1))
+    noisy = [st.noisy_replay(base, 0.5, 0.01, rng)[1] for _ in range(2000)]
+    assert abs(np.mean(noisy) - 0.5) < 0.05
+    assert not any(st.noisy_replay(base, 0.0, 0.01, rng)[1] for _ in range(50))
+
+
+def test_chaos_box_replays_source(tmp_path, source):
+    out = tmp_path / "chaos.h5"
+    with pytest.warns(UserWarning):                      # synthetic gravity dirs never match palm_down
+        summary = collect("chaos_box", out=out, episodes=12, num_envs=4, source_file=source,
+                          episode_steps=STEPS, num_balls=8, seed=1)
+    assert summary["episodes"] == 12 and summary["written"] + summary["blowups"] >= 12
+    assert validate(out) == []
+    trajs, meta = _all(out)
+    assert len(trajs) == 12
+    assert meta["source"]["kind"] == "collection" and meta["source"]["strategy"] == "chaos_box"
+    assert len(meta["source"]["source_file_sha256"]) == 64 and meta["config"]["num_balls"] == 8
+    noisy = 0
+    with TrajectoryFile(source) as src:
+        for tr in trajs:
+            p = tr["params"]
+            ref = src.load(p["source_index"])
+            T = min(STEPS, len(ref["target"]))
+            assert tr["length"] == T and tr["q"].shape == (T + 1, 16) and tr["success"]
+            np.testing.assert_allclose(tr["initial_target"], hc.clamp_to_limits(ref["initial_target"]), atol=1e-6)
+            np.testing.assert_allclose(tr["gravity_dir"], [0, 0, 1], atol=1e-6)
+            want = hc.clamp_to_limits(ref["target"][:T].astype(np.float64)).astype(np.float32)
+            if p["noisy"]:
+                noisy += 1
+                assert 0.005 < np.std(tr["target"] - want) < 0.02
+            else:
+                np.testing.assert_array_equal(tr["target"], want)
+    assert 1 <= noisy <= 11
+    assert np.abs(trajs[0]["q"][-1] - trajs[0]["q"][0]).max() > 1e-3     # the hand moved
+
+
+def test_wave_spec_proportions():
+    rng = np.random.default_rng(0)
+    specs = [st.sample_wave_spec(rng) for _ in range(2000)]
+    frac = {w: np.mean([s.wave == w for s in specs]) for w in st.WAVES}
+    assert abs(frac["sine"] - 0.5) < 0.05 and abs(frac["square"] - 0.25) < 0.05
+    assert abs(frac["noisy_square"] - 0.25) < 0.05
+    assert not {s.joint for s in specs} & set(st.PIP_JOINTS)
+    assert {s.joint for s in specs} == set(st.WAVE_JOINTS) and len(st.WAVE_JOINTS) == 13
+    amp, omega = np.array([s.amplitude for s in specs]), np.array([s.omega for s in specs])
+    assert 0.5 <= amp.min() and amp.max() <= 1.0 and 0.2 <= omega.min() and omega.max() <= 0.5
+    for s in specs[:200]:
+        offset = st.wave_targets(s, 400, 0.05, rng) - st.MID_RANGE
+        assert np.abs(np.delete(offset, s.joint, axis=1)).max() == 0
+        peak = np.abs(offset[:, s.joint]).max()
+        assert peak <= s.amplitude + (0.05 if s.wave == "noisy_square" else 1e-9)
+        room = min(hc.JOINT_UPPER[s.joint] - st.MID_RANGE[s.joint], s.amplitude)
+        assert peak >= 0.4 * (room > 0.4) and (s.wave != "sine" or peak > room - 0.01)
+
+
+def test_base_waves(tmp_path):
+    out = tmp_path / "waves.h5"
+    summary = collect("base_waves", out=out, episodes=8, num_envs=4, episode_steps=20, seed=2)
+    assert summary["episodes"] == 8 and validate(out) == []
+    trajs, meta = _all(out)
+    assert meta["source"]["source_file_sha256"] is None and meta["config"]["num_balls"] == 0
+    for tr in trajs:
+        p = tr["params"]
+        moved = np.flatnonzero(np.abs(tr["target"] - st.MID_RANGE.astype(np.float32)).max(axis=0) > 1e-6)
+        assert moved.tolist() == [p["joint"]] and p["joint"] not in st.PIP_JOINTS
+        assert np.abs(tr["target"] - st.MID_RANGE).max() <= 1.0 + 0.05
+        np.testing.assert_allclose(tr["initial_target"], st.MID_RANGE, atol=1e-6)
+        assert p["noisy"] == (p["wave"] == "noisy_square") and p["num_balls"] == 0
+
+
+def test_free_hand_and_continue(tmp_path, source):
+    out = tmp_path / "free.h5"
+    with pytest.warns(UserWarning):
+        assert cli_main(["free_hand", "--out", str(out), "--episodes", "3", "--envs", "4", "--source",
+                         str(source), "--steps", "10"]) == 0
+    first, meta = _all(out)
+    assert len(first) == 3 and validate(out) == [] and meta["config"]["num_balls"] == 0
+    assert all(t["params"]["num_balls"] == 0 and t["params"]["strategy"] == "free_hand" for t in first)
+    with pytest.warns(UserWarning):
+        summary = collect("free_hand", out=out, episodes=6, num_envs=4, source_file=source, episode_steps=10)
+    assert summary["existing"] == 3 and summary["episodes"] == 6
+    grown, _ = _all(out)
+    assert len(grown) == 6 and validate(out) == []
+    for a, b in zip(first, grown[:3]):
+        np.testing.assert_array_equal(a["q"], b["q"])
+        np.testing.assert_array_equal(a["target"], b["target"])
+
+
+def test_replay_needs_source(tmp_path):
+    with pytest.raises(ValueError, match="source_file"):
+        collect("chaos_box", out=tmp_path / "x.h5", episodes=1, num_envs=1)
+    with pytest.raises(ValueError, match="strategy"):
+        collect("dance", out=tmp_path / "x.h5", episodes=1, num_envs=1)
