@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dexndm.hand.constants import JOINT_NAMES, NUM_JOINTS
+from dexndm.models.checkpoints import read_checkpoint
 from dexndm.sim.observations import ObsLayout, deploy_layout
 
 CKPT_FORMAT = "dexndm.generalist.v1"
@@ -167,16 +168,8 @@ def load_generalist(path: str | os.PathLike, history: int = 10) -> tuple[General
     Raises ``ValueError`` if the checkpoint's observation layout or joint order differs from
     ``deploy_layout(history)`` of this code.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"generalist checkpoint {str(path)!r} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    meta = ckpt.get("dexndm_meta") if isinstance(ckpt, dict) else None
-    if not isinstance(meta, dict) or meta.get("format") != CKPT_FORMAT:
-        raise ValueError(f"{str(path)!r} is not a dexndm generalist checkpoint (no dexndm_meta with "
-                         f"format {CKPT_FORMAT!r}); save it from GeneralistModule")
-    if list(meta.get("joint_order", [])) != list(JOINT_NAMES):
-        raise ValueError(f"{str(path)!r} uses joint order {meta.get('joint_order')}, this code {list(JOINT_NAMES)}")
+    state, meta = read_checkpoint(path, CKPT_FORMAT, "generalist", "GeneralistModule", _PREFIX)
     deploy_layout(history).check_compatible(ObsLayout.from_dict(meta["layout"]))
     net = GeneralistPolicy(**meta["config"])
-    net.load_state_dict({k[len(_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(_PREFIX)})
+    net.load_state_dict(state)
     return net.eval(), meta

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from dexndm.hand.constants import JOINT_NAMES, NUM_JOINTS
+from dexndm.models.checkpoints import read_checkpoint
 from dexndm.models.dynamics import STAT_KEYS, DynamicsModel, build_dynamics, per_joint_error
 
 #: ``dexndm_meta["format"]`` of dynamics checkpoints.
@@ -72,18 +73,7 @@ def datamodule_stats(datamodule: Any, max_batches: int = 64) -> dict[str, list[f
 
 def _load_ckpt(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(net state dict without prefix, meta) of a DynamicsModule checkpoint, loaded as data."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"dynamics checkpoint {str(path)!r} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    meta = ckpt.get("dexndm_meta") if isinstance(ckpt, dict) else None
-    if not isinstance(meta, dict) or meta.get("format") != CKPT_FORMAT:
-        raise ValueError(f"{str(path)!r} is not a dexndm dynamics checkpoint (no dexndm_meta with "
-                         f"format {CKPT_FORMAT!r}); save it from DynamicsModule")
-    if list(meta["joint_order"]) != list(JOINT_NAMES):
-        raise ValueError(f"{str(path)!r} uses joint order {meta['joint_order']}, this code {list(JOINT_NAMES)}; "
-                         f"permute with dexndm.hand.constants before use")
-    state = {k[len(_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(_PREFIX)}
-    return state, meta
+    return read_checkpoint(path, CKPT_FORMAT, "dynamics", "DynamicsModule", _PREFIX)
 
 
 def load_dynamics(path: str | os.PathLike) -> tuple[DynamicsModel, dict[str, Any]]:

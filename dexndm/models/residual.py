@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dexndm.hand.constants import JOINT_NAMES, NUM_JOINTS
+from dexndm.models.checkpoints import read_checkpoint
 from dexndm.models.dynamics import DynamicsModel
 from dexndm.models.lit_dynamics import CONTROL_RATE_HZ, load_dynamics
 
@@ -150,15 +151,7 @@ class ResidualModule(L.LightningModule):
 
 def load_residual(path: str | os.PathLike) -> tuple[ResidualNet, dict[str, Any]]:
     """(plain ``ResidualNet`` in eval mode, meta) from a ResidualModule ``.ckpt`` (``weights_only=True``)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"residual checkpoint {str(path)!r} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    meta = ckpt.get("dexndm_meta") if isinstance(ckpt, dict) else None
-    if not isinstance(meta, dict) or meta.get("format") != CKPT_FORMAT:
-        raise ValueError(f"{str(path)!r} is not a dexndm residual checkpoint (no dexndm_meta with format "
-                         f"{CKPT_FORMAT!r}); save it from ResidualModule")
-    if list(meta.get("joint_order", [])) != list(JOINT_NAMES):
-        raise ValueError(f"{str(path)!r} uses joint order {meta.get('joint_order')}, this code {list(JOINT_NAMES)}")
+    state, meta = read_checkpoint(path, CKPT_FORMAT, "residual", "ResidualModule", _PREFIX)
     net = ResidualNet(**meta["config"])
-    net.load_state_dict({k[len(_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(_PREFIX)})
+    net.load_state_dict(state)
     return net.eval(), meta
