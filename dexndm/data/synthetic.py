@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from dexndm.hand import constants as hc
+from dexndm.sim.control import ACTION_SCALE
 
 #: Width of the synthetic privileged observation.
 PRIVILEGED_WIDTH = 8
@@ -41,7 +42,7 @@ def random_trajectory(seed: int, T: int = 20, *, optional: bool = True,
     q[0] = hc.clamp_to_limits(hc.CANONICAL_POSE + rng.normal(0.0, 0.05, hc.NUM_JOINTS))
     last = initial = q[0].copy()
     for t in range(T):
-        last = target[t] = hc.clamp_to_limits(last + action[t] / 24.0)      # DESIGN.md: a_t = a_{t-1} + a/24
+        last = target[t] = hc.clamp_to_limits(last + ACTION_SCALE * action[t])   # a_t = a_{t-1} + a/24
         q[t + 1] = hc.clamp_to_limits(q[t] + 0.5 * (target[t] - q[t]))
     traj: dict[str, Any] = {
         "q": q.astype(np.float32), "target": target.astype(np.float32),

@@ -36,6 +36,7 @@ import dexndm
 from dexndm.data import schema as S
 from dexndm.data.journal import JournaledFile
 from dexndm.data.reader import close_h5, open_h5
+from dexndm.sim.control import CONTROL_RATE_HZ
 from dexndm.hand import constants as hc
 from dexndm.sim.observations import ObsLayout
 
@@ -137,7 +138,7 @@ class TrajectoryWriter:
     """
 
     def __init__(self, path: str | os.PathLike, *, domain: Mapping[str, Any], source: Mapping[str, Any],
-                 config: Mapping[str, Any], control_rate_hz: float = 20.0, resume: bool = True,
+                 config: Mapping[str, Any], control_rate_hz: float = CONTROL_RATE_HZ, resume: bool = True,
                  privileged_layout: Mapping[str, Any] | None = None, fsync: bool = True):
         self.path = Path(path)
         self.fsync = fsync

@@ -27,11 +27,10 @@ from torch import nn
 
 from dexndm.hand.constants import JOINT_NAMES, NUM_JOINTS
 from dexndm.models.checkpoints import read_checkpoint
+from dexndm.sim.control import ACTION_SCALE, CONTROL_RATE_HZ
 from dexndm.sim.observations import ObsLayout, deploy_layout
 
 CKPT_FORMAT = "dexndm.generalist.v1"
-ACTION_SCALE = 1.0 / 24.0
-CONTROL_RATE_HZ = 20.0
 _PREFIX = "net."
 _STD_FLOOR = 1e-6
 

@@ -27,11 +27,11 @@ import torch.nn.functional as F
 
 from dexndm.hand.constants import JOINT_NAMES, NUM_JOINTS
 from dexndm.models.checkpoints import read_checkpoint
+from dexndm.sim.control import CONTROL_RATE_HZ
 from dexndm.models.dynamics import STAT_KEYS, DynamicsModel, build_dynamics, per_joint_error
 
 #: ``dexndm_meta["format"]`` of dynamics checkpoints.
 CKPT_FORMAT = "dexndm.dynamics.v1"
-CONTROL_RATE_HZ = 20.0
 _PREFIX = "net."                      # state-dict prefix of the wrapped net inside the LightningModule
 
 

@@ -33,7 +33,8 @@ from torch import nn
 from dexndm.hand.constants import JOINT_NAMES, NUM_JOINTS
 from dexndm.models.checkpoints import read_checkpoint
 from dexndm.models.dynamics import DynamicsModel
-from dexndm.models.lit_dynamics import CONTROL_RATE_HZ, load_dynamics
+from dexndm.models.lit_dynamics import load_dynamics
+from dexndm.sim.control import CONTROL_RATE_HZ
 
 CKPT_FORMAT = "dexndm.residual.v1"
 _PREFIX = "res."

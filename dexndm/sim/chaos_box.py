@@ -33,7 +33,7 @@ from dexndm.hand import constants as hc
 from dexndm.hand.model import COLLISION_CONTYPE, HandIndex, add_hand
 from dexndm.sim import orientations as ori
 from dexndm.sim.config import _build
-from dexndm.sim.control import HandController
+from dexndm.sim.control import ACTION_SCALE, HandController
 from dexndm.sim.domain import Domain, load_domain
 from dexndm.sim.env import reset_ids
 from dexndm.sim.observations import DeployObservation
@@ -75,7 +75,7 @@ class ChaosBoxConfig:
     settle_steps: int = 60                       # physics steps of settling after each reset (0.5 s)
     max_ball_speed: float = 10.0                 # m/s; faster = physics blow-up, the env is truncated
     action_mode: str = "absolute"                # absolute joint targets | relative (a_{t-1} + scale * a)
-    action_scale: float = 1.0 / 24.0
+    action_scale: float = ACTION_SCALE
     axis: tuple[float, float, float] | None = None   # rotation axis in policy_obs (None: zeros)
     deploy_history: int = 10
     episode_steps: int = 400

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dexndm.sim.control import ACTION_SCALE
 from dexndm.sim.reward import RewardConfig
 
 
@@ -52,7 +53,7 @@ class EnvConfig:
     wrist: Any = "random"                    # random | named | one name | list of names/3-vectors
     axes: Any = "all"                        # x | y | z | general | all | +z ... | list of 3-vectors
     episode_steps: int = 400                 # 20 s at 20 Hz
-    action_scale: float = 1.0 / 24.0         # a_t = a_{t-1} + action_scale * action
+    action_scale: float = ACTION_SCALE       # a_t = a_{t-1} + action_scale * action
     deploy_history: int = 10                 # T
     privileged_history: int = 3
     drop_distance: float = 0.05              # m from where the object started: out of the hand

@@ -19,10 +19,15 @@ from dexndm.hand import constants as hc
 from dexndm.sim.domain import Domain
 
 J = hc.NUM_JOINTS
+#: The policy's relative action scale: a_t = a_{t-1} + ACTION_SCALE * action (paper Sec. 3.1).
+ACTION_SCALE = 1.0 / 24.0
+#: Control rate of every policy, dataset and deployment loop (Hz); the nominal domain's
+#: 6 physics steps of 1/120 s give it.
+CONTROL_RATE_HZ = 20.0
 
 
 class HandController:
-    def __init__(self, n: int, domain: Domain, action_scale: float = 1.0 / 24.0, uniform_noise: float = 0.0):
+    def __init__(self, n: int, domain: Domain, action_scale: float = ACTION_SCALE, uniform_noise: float = 0.0):
         self.n = n
         self.domain = domain
         self.substeps = domain.substeps
