@@ -55,7 +55,8 @@ def save_split(path: str | os.PathLike, split: dict) -> None:
     """Write the split JSON atomically (a crash leaves the old file or none)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    # Per-process temp name: DDP ranks compute the same seeded split and may save it at once.
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(split, indent=1))
     os.replace(tmp, path)
 

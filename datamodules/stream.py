@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info

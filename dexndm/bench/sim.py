@@ -72,10 +72,6 @@ def run(quick: bool = False, num_envs: int = 256, nthread: int = 2) -> dict:
     env = make_env(num_envs=n, nthread=nthread, object_set="cylinders", wrist="random", axes="all", seed=0)
     result = {"num_envs": n, "nthread": nthread, "steps": steps, **_measure(env, steps, nthread)}
     env.close()
-    try:
-        from dexndm.sim.chaos_box import ChaosBoxEnv  # noqa: F401
-    except ImportError:
-        return result
     chaos = _chaos(n, steps, nthread)
     result.update({f"chaos_{k}": v for k, v in chaos.items()})
     return result

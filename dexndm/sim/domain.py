@@ -168,7 +168,7 @@ def _read_yaml(path: Path) -> Any:
 
 
 def _resolve(data: dict, order: str) -> Domain:
-    a, j, s, ph = data["actuator"], data["joint"], data["sensor"], data["physics"]
+    s, ph = data["sensor"], data["physics"]
     joint = lambda sec, key, signed=False: _check_joint(f"{sec}.{key}", data[sec][key], order, signed)  # noqa: E731
     kp = joint("actuator", "kp") * joint("actuator", "kp_scale")
     kd = joint("actuator", "kd") * joint("actuator", "kd_scale")
