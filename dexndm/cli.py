@@ -10,17 +10,21 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("dexndm.apps.demo", "roll out the rotation task in MuJoCo and render it (main job for now)"),
+    "pipeline": ("dexndm.apps.pipeline", "the sim-to-real loop end to end on a target domain, with a report (main job)"),
+    "demo": ("dexndm.apps.demo", "roll out the rotation task in MuJoCo and render it"),
     "grasps": ("dexndm.apps.grasps", "build the grasp caches of an object set"),
-    "collect": ("dexndm.collect.cli", "collect target-domain transitions: `dexndm collect chaos_box|free_hand|base_waves --out F ...`"),
+    "collect": ("dexndm.collect.cli", "collect target-domain transitions: `dexndm collect chaos_box|free_hand|base_waves|task_aware --out F ...`"),
     "train": ("dexndm.apps.train", "train a model of the zoo: `dexndm train experiment=jointwise_pretrain ...`"),
     "rollout": ("dexndm.apps.rollout", "roll out PPO oracles; keep full-length trajectories as BC data (HDF5)"),
     "train_oracle": ("dexndm.apps.train_oracle", "train a PPO oracle for one object category (privileged obs)"),
     "domains": ("dexndm.apps.domains", "list the shipped target-domain presets, or show one resolved"),
+    "eval": ("dexndm.apps.eval", "evaluate policies (+residual) x domains x objects x axes x wrists over seeds: paper tables"),
     "eval-dynamics": ("dexndm.eval.dynamics", "per-joint one-step and open-loop errors of dynamics checkpoints (md/csv/json/png)"),
     "curves": ("dexndm.eval.curves", "plot a training run's metrics.csv to PNG"),
     "data": ("dexndm.data.cli", "trajectory datasets: `dexndm data info|validate|merge ...`"),
-    "bench": ("dexndm.bench.__main__", "benchmarks: `dexndm bench sim|ppo|models [--json]`"),
+    "export": ("dexndm.apps.export", "export generalist (+ residual) to a deploy bundle (TorchScript + manifest)"),
+    "deploy": ("dexndm.apps.deploy", "run a bundle at 20 Hz on a hand: hand=sim | emulated | leap"),
+    "bench": ("dexndm.bench.__main__", "benchmarks: `dexndm bench sim|ppo|models|deploy [--json]`"),
 }
 
 

@@ -26,7 +26,7 @@ def tiny_env_cfg(grasp_dir):
     """Keyword arguments for a small, fast rotation environment."""
     first = object_set(TINY_SET)[0].name
     return dict(num_envs=4, nthread=2, object_set=TINY_SET, object_names=[first], wrist="palm_up", axes="+z",
-                grasp_dir=grasp_dir, grasps_per_cache=32, seed=0, randomization={"scale_bins": 1})
+                grasp_dir=grasp_dir, grasp={"candidates": 32}, seed=0, randomization={"scale_bins": 1})
 
 
 def zero_action(n: int):

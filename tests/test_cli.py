@@ -41,9 +41,16 @@ def test_grasps_app_builds_caches_for_each_orientation(tmp_path):
     with initialize_config_module(config_module="dexndm.conf", version_base=None):
         cfg = compose(config_name="grasps", overrides=[
             "task=cuboids", f"env.grasp_dir={tmp_path}", "env.object_names=[cuboids/01]",
-            "env.randomization.scale_bins=1", "env.grasps_per_cache=32", "orientations=[palm_up,thumb_up]"])
+            "env.randomization.scale_bins=1", "env.grasp.candidates=32", "orientations=[palm_up,thumb_up]"])
     counts = grasps.run(cfg)
     assert len(counts) == 2 and min(counts.values()) >= 4
     files = sorted(p.name for p in (tmp_path / "cuboids").glob("*.npz"))
     assert len(files) == 2 and any("thumb_up" in f for f in files)
     assert grasps.run(cfg) == counts  # a second run finds the caches and rebuilds nothing
+
+
+def test_every_command_module_has_a_main():
+    import importlib
+
+    for name, (module, _) in cli.COMMANDS.items():
+        assert callable(getattr(importlib.import_module(module), "main", None)), name

@@ -1,11 +1,14 @@
-"""dexndm.collect: Chaos Box / free-hand replay and base waves (DexNDM Sec. 3.3, Appendix C)."""
+"""dexndm.collect: Chaos Box / free-hand replay, base waves and task-aware rollouts (DexNDM Sec. 3.3,
+Sec. 5, Appendix C)."""
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dexndm.collect import STRATEGIES, collect
 from dexndm.collect import strategies as st
@@ -31,7 +34,7 @@ def _all(path):
 
 
 def test_strategies_listed():
-    assert STRATEGIES == ("chaos_box", "free_hand", "base_waves")
+    assert STRATEGIES == ("chaos_box", "free_hand", "base_waves", "task_aware")
 
 
 def test_source_matches_wrist(tmp_path):
@@ -147,3 +150,108 @@ def test_replay_needs_source(tmp_path):
         collect("chaos_box", out=tmp_path / "x.h5", episodes=1, num_envs=1)
     with pytest.raises(ValueError, match="strategy"):
         collect("dance", out=tmp_path / "x.h5", episodes=1, num_envs=1)
+
+
+# -- task_aware ---------------------------------------------------------------------------------
+
+ORACLE = Path(__file__).resolve().parents[1] / "checkpoints/oracle/cuboids_palm_up_z_rot_weight1/last.pt"
+TASK_STEPS = 24
+
+
+def _task_env(tiny_env_cfg):
+    return {k: v for k, v in tiny_env_cfg.items() if k in ("nthread", "object_names", "grasp_dir", "grasp",
+                                                            "randomization")}
+
+
+def _task(tiny_env_cfg, out, policy, episodes, **kw):
+    args = dict(out=out, episodes=episodes, num_envs=4, policy=policy, object_set="cuboids", axes="+z",
+                wrist="palm_down", episode_steps=TASK_STEPS, env=_task_env(tiny_env_cfg), progress=False)
+    args.update(kw)
+    return collect("task_aware", **args)
+
+
+def _save_generalist_and_residual(d: Path, residual_bias: float) -> tuple[str, str]:
+    from dexndm.models.generalist import GeneralistModule
+    from dexndm.models.residual import ResidualModule
+    from dexndm.sim.observations import deploy_layout
+
+    torch.manual_seed(0)
+    dim = deploy_layout().dim
+    gen = GeneralistModule(hidden=8, blocks=1, stats={"mean": [0.0] * dim, "std": [1.0] * dim})
+    torch.nn.init.zeros_(gen.net.mlp.out.weight)
+    torch.nn.init.constant_(gen.net.mlp.out.bias, 0.2)        # a constant, gentle closing action
+    res = ResidualModule(dynamics=torch.nn.Identity(), hidden=8, depth=1, max_residual=0.2)
+    torch.nn.init.constant_(res.res.mlp[-1].bias, residual_bias)
+    paths = []
+    for module, name in ((gen, "gen.ckpt"), (res, "res.ckpt")):
+        ckpt = {"state_dict": module.state_dict()}
+        module.on_save_checkpoint(ckpt)
+        torch.save(ckpt, d / name)
+        paths.append(str(d / name))
+    return paths[0], paths[1]
+
+
+def test_task_aware_keeps_only_successes_and_resumes(tmp_path, tiny_env_cfg):
+    out = tmp_path / "task.h5"
+    first = _task(tiny_env_cfg, out, f"oracle:{ORACLE}", 3, object_pose=True)
+    summary = _task(tiny_env_cfg, out, f"oracle:{ORACLE}", 6, object_pose=True)
+    assert first["episodes"] == 3 and summary["existing"] == 3 and summary["episodes"] == 6 and summary["complete"]
+    total = {k: first[k] + summary[k] for k in ("attempted", "succeeded", "dropped", "blowups")}
+    assert total["dropped"] > 0                                  # palm down, this oracle drops some
+    assert total["attempted"] == total["succeeded"] + total["dropped"] + total["blowups"]
+    assert validate(out) == []
+    trajs, meta = _all(out)
+    assert meta["source"]["strategy"] == "task_aware" and meta["source"]["checkpoint_sha256"]
+    assert meta["domain"]["name"] == "nominal" and meta["config"]["object_pose"] is True
+    for tr in trajs:
+        assert tr["success"] and tr["length"] == TASK_STEPS and tr["q"].shape == (TASK_STEPS + 1, 16)
+        moved = np.linalg.norm(tr["object_pose"][:, :3] - tr["object_pose"][0, :3], axis=1)
+        assert moved.max() <= 0.05                               # never out of the hand (drop_distance)
+        np.testing.assert_allclose(tr["gravity_dir"], [0, 0, 1], atol=1e-6)
+        np.testing.assert_allclose(tr["axis"], [0, 0, 1], atol=1e-6)
+        assert tr["category"] == "cuboids" and tr["params"]["strategy"] == "task_aware"
+        assert np.abs(tr["action"]).max() <= 1.0
+    again = _task(tiny_env_cfg, out, f"oracle:{ORACLE}", 3, object_pose=True)
+    assert again["written"] == 0 and again["episodes"] == 6
+    grown, _ = _all(out)
+    np.testing.assert_array_equal(grown[2]["q"], trajs[2]["q"])
+
+
+def test_task_aware_records_what_the_hand_was_sent(tmp_path, tiny_env_cfg):
+    """With a residual, target = clip(chain + residual): the chain from the actions, the constant
+    residual max_residual * tanh(bias) on top."""
+    gen, res = _save_generalist_and_residual(tmp_path, residual_bias=0.5)
+    out = tmp_path / "res.h5"
+    summary = _task(tiny_env_cfg, out, f"generalist:{gen}+residual:{res}", 2, wrist="palm_up")
+    assert summary["episodes"] == 2 and validate(out) == []
+    trajs, meta = _all(out)
+    assert meta["source"]["residual_sha256"] and "+residual:" in meta["source"]["policy"]
+    offset = 0.2 * np.tanh(0.5)
+    for tr in trajs:
+        chain = tr["initial_target"].astype(np.float64)
+        for t in range(TASK_STEPS):
+            chain = hc.clamp_to_limits(chain + tr["action"][t] / 24.0)
+            np.testing.assert_allclose(tr["target"][t], hc.clamp_to_limits(chain + offset), atol=1e-5)
+        assert "object_pose" not in tr or tr["object_pose"] is None
+    with pytest.raises(Exception, match="cannot resume"):                       # another policy, same file
+        _task(tiny_env_cfg, out, f"generalist:{gen}", 3, wrist="palm_up")
+
+
+def test_task_aware_bad_input(tmp_path, tiny_env_cfg):
+    with pytest.raises(ValueError, match="policy="):
+        _task(tiny_env_cfg, tmp_path / "a.h5", None, 1)
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        _task(tiny_env_cfg, tmp_path / "a.h5", f"generalist:{tmp_path}/missing.ckpt", 1)
+    with pytest.raises(ValueError, match="collect arguments"):
+        _task(tiny_env_cfg, tmp_path / "a.h5", "zero", 1, env={"episode_steps": 3})
+    assert not (tmp_path / "a.h5").exists()
+    with pytest.raises(ValueError, match="task_aware options"):
+        collect("base_waves", out=tmp_path / "b.h5", episodes=1, num_envs=1, policy="zero")
+    assert cli_main(["task_aware", "--out", str(tmp_path / "c.h5"), "--episodes", "1", "--quiet"]) == 2
+
+
+def test_task_aware_gives_up_after_max_attempts(tmp_path, tiny_env_cfg):
+    env = {**_task_env(tiny_env_cfg), "drop_distance": 1e-4}      # every episode counts as a drop
+    summary = _task(tiny_env_cfg, tmp_path / "none.h5", "zero", 2, env=env, max_attempts=5)
+    assert summary["written"] == 0 and summary["attempted"] >= 5 and not summary["complete"]
+    assert summary["success_ratio"] == 0.0

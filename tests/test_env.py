@@ -28,7 +28,7 @@ def test_every_registered_task_resets_and_steps(task, grasp_dir):
     assert len(TASKS) == 6
     first = object_set(task)[0].name
     env = make_env(num_envs=2, object_set=task, object_names=[first], wrist="palm_up", axes="z",
-                   grasp_dir=grasp_dir, grasps_per_cache=32, randomization={"scale_bins": 1})
+                   grasp_dir=grasp_dir, grasp={"candidates": 32}, randomization={"scale_bins": 1})
     td = env.reset()
     assert td["observation"].shape == (2, env.priv_layout.dim)
     assert td["policy_obs"].shape == (2, env.deploy_layout.dim)

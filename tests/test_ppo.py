@@ -166,7 +166,7 @@ def test_train_oracle_app_composes_and_runs(tmp_path, grasp_dir):
     with initialize_config_module(config_module="dexndm.conf", version_base=None):
         cfg = compose(config_name="train_oracle", overrides=[
             "task=cuboids", "env.wrist=palm_up", "env.axes=+z", "env.num_envs=4", f"env.grasp_dir={grasp_dir}",
-            "env.object_names=[cuboids/00]", "env.randomization.scale_bins=1", "env.grasps_per_cache=32",
+            "env.object_names=[cuboids/00]", "env.randomization.scale_bins=1", "env.grasp.candidates=32",
             "ppo.horizon=8", "ppo.hidden=[32]", "ppo.num_minibatches=2", "total_frames=64", f"out_dir={tmp_path}",
             "progress=false", "device=auto"])
     summary = train_oracle.run(cfg)
@@ -174,3 +174,22 @@ def test_train_oracle_app_composes_and_runs(tmp_path, grasp_dir):
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert ckpt["counters"]["frames"] == 64
     assert len(read_csv(tmp_path / "metrics.csv")) == 2
+
+
+def test_init_from_warm_starts_weights_but_not_counters(tmp_path, tiny_env_cfg):
+    src = tmp_path / "src"
+    train(tiny_cfg(tiny_env_cfg, src, iterations=1))
+    saved = load_checkpoint(src / "checkpoints" / "last.pt")
+    wider = dict(tiny_env_cfg, wrist=["palm_up", "palm_down"])
+    trainer = PPOTrainer(tiny_cfg(wider, tmp_path / "dst", iterations=1, init_from=str(src / "checkpoints" / "last.pt")))
+    try:
+        for k, v in trainer.model.state_dict().items():
+            torch.testing.assert_close(v, saved["model"][k])
+        assert trainer.iteration == 0 and trainer.frames == 0
+        assert trainer.initialised_from is not None
+    finally:
+        trainer.close()
+    bigger = tiny_cfg(wider, tmp_path / "bad", iterations=1, init_from=str(src / "checkpoints" / "last.pt"))
+    bigger["ppo"] = dict(bigger.get("ppo", {}), hidden=[32])
+    with pytest.raises(ValueError, match="differs from ppo.hidden"):
+        PPOTrainer(bigger)

@@ -44,8 +44,15 @@ def test_penalty_terms_and_weights():
     assert t["torque"][0] == pytest.approx(16 * 0.01)
     cfg = RewardConfig()
     total = total_reward(cfg, t, resets=1000)
-    expected = -(0.3 * 0.05 + 0.3 * 0.16 + 2.0 * 3.2 + 0.1 * 0.16) + cfg.goal_weight * t["goal"][0]
+    expected = -(0.3 * 0.05 + 0.3 * 0.16 + 2.0 * 3.2 + 0.1 * 0.16) + cfg.goal_weight * t["goal"][0] + cfg.alive_bonus
     assert total[0] == pytest.approx(expected)
+
+
+def test_alive_bonus_while_held_and_drop_penalty_when_dropped():
+    cfg = RewardConfig(alive_bonus=0.7, drop_penalty=3.0)
+    t = {k: np.concatenate([v, v]) for k, v in terms_for([0, 0, 0]).items()}
+    held, dropped = total_reward(cfg, t, resets=1000, dropped=np.array([False, True]))
+    assert held - dropped == pytest.approx(0.7 + 3.0)
 
 
 def test_goal_term_rewards_closeness_and_bonus_inside_threshold():
@@ -62,7 +69,7 @@ def test_alpha_rot_schedule_over_resets():
     cfg = RewardConfig()
     assert [cfg.schedule(r) for r in (0, 10, 55, 100, 500)] == pytest.approx([0, 0, 0.5, 1, 1])
     t = terms_for([0, 0, 0.4])
-    goal = cfg.goal_weight * t["goal"][0]
+    goal = cfg.goal_weight * t["goal"][0] + cfg.alive_bonus
     assert total_reward(cfg, t, resets=0)[0] == pytest.approx(goal)
     assert total_reward(cfg, t, resets=200)[0] == pytest.approx(goal + 0.1 * 0.4)
     with pytest.raises(ValueError, match="schedule_targets"):

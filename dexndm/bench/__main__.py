@@ -9,7 +9,8 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-BENCHMARKS = {"sim": "dexndm.bench.sim", "ppo": "dexndm.bench.ppo", "models": "dexndm.bench.models"}
+BENCHMARKS = {"sim": "dexndm.bench.sim", "ppo": "dexndm.bench.ppo", "models": "dexndm.bench.models",
+              "deploy": "dexndm.bench.deploy"}
 
 
 def main() -> int:

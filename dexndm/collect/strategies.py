@@ -8,6 +8,8 @@ Strategies (every episode is written, as soon as its batch ends, to a crash-safe
   probability ``noise_prob`` an episode gets i.i.d. Gaussian noise (``noise_std``) on every
   target.  The hand is reset to the sequence's ``initial_target``.
 * ``free_hand``: the same replay with no balls (``num_balls=0``).
+* ``task_aware``: the policy rotating objects in the target domain, successful episodes
+  only (``dexndm.collect.task_aware``).
 * ``base_waves`` ("Collecting via Base Waves"): per episode one joint follows a wave about
   its mid-range while the others hold mid-range, free hand.  Waves (t in seconds):
   sine ``s sin(2 w t)``, square ``A sign(sin(2 w t))``, noisy square (+ N(0, 0.01)), with
@@ -34,6 +36,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from dexndm.collect.progress import CollectProgress
 from dexndm.collect.sources import SourceSequences, file_sha256
 from dexndm.data.writer import TrajectoryWriter
 from dexndm.hand import constants as hc
@@ -41,7 +44,7 @@ from dexndm.sim import orientations as ori
 from dexndm.sim.domain import load_domain
 
 J = hc.NUM_JOINTS
-STRATEGIES: tuple[str, ...] = ("chaos_box", "free_hand", "base_waves")
+STRATEGIES: tuple[str, ...] = ("chaos_box", "free_hand", "base_waves", "task_aware")
 #: PIP joints (index, middle, ring): actuating one alone self-collides (paper, Appendix C).
 PIP_JOINTS: tuple[int, ...] = (2, 6, 10)
 WAVE_JOINTS: tuple[int, ...] = tuple(j for j in range(J) if j not in PIP_JOINTS)
@@ -100,12 +103,24 @@ def _single_gravity(wrist: Any) -> np.ndarray:
 
 def collect(strategy: str, *, out: str | Path, episodes: int, num_envs: int, domain: Any = "nominal",
             source_file: str | Path | None = None, wrist: Any = "palm_down", episode_steps: int = 400,
-            noise_prob: float = 0.5, noise_std: float = 0.01, seed: int = 0, num_balls: int = 60) -> dict:
-    """Collect until ``out`` holds ``episodes`` episodes of ``strategy``; return a summary dict."""
+            noise_prob: float = 0.5, noise_std: float = 0.01, seed: int = 0, num_balls: int = 60,
+            progress: Any = "auto", **task: Any) -> dict:
+    """Collect until ``out`` holds ``episodes`` episodes of ``strategy``; return a summary dict.
+
+    ``task_aware`` takes its own keywords (``policy``, ``object_set``, ``axes``, ``object_pose``,
+    ``env``, ``max_attempts``; see ``collect_task_aware``) and ignores the replay ones.
+    """
     from dexndm.sim import make_chaos_box
 
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; use one of {STRATEGIES}")
+    if strategy == "task_aware":
+        from dexndm.collect.task_aware import collect_task_aware
+
+        return collect_task_aware(out=out, episodes=episodes, num_envs=num_envs, domain=domain, wrist=wrist,
+                                  episode_steps=episode_steps, seed=seed, progress=progress, **task)
+    if task:
+        raise ValueError(f"strategy {strategy!r} does not take {sorted(task)} (task_aware options)")
     if episodes < 0 or num_envs < 1 or episode_steps < 1:
         raise ValueError("need episodes >= 0, num_envs >= 1, episode_steps >= 1")
     replay = strategy != "base_waves"
@@ -132,11 +147,14 @@ def collect(strategy: str, *, out: str | Path, episodes: int, num_envs: int, dom
                 env = make_chaos_box(num_envs=num_envs, domain=domain, wrist=wrist, num_balls=balls,
                                      episode_steps=episode_steps + 1,   # never truncates: truncated = blow-up
                                      seed=int(rng.integers(2 ** 31)))
+                bar = CollectProgress(strategy, episodes, existing, progress)
                 try:
                     while len(writer) < episodes:
                         _run_batch(env, writer, strategy, min(num_envs, episodes - len(writer)), sources,
                                    episode_steps, noise_prob, noise_std, dt, rng, summary)
+                        bar.update(len(writer), blowups=summary["blowups"])
                 finally:
+                    bar.close()
                     env.close()
             summary["episodes"] = len(writer)
     finally:

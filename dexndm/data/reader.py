@@ -224,7 +224,11 @@ class TrajectoryFile:
         """Read one dataset of every trajectory into a preallocated array (one read each)."""
         lead = spec.shape[0] if spec.shape else None
         offsets = step_offsets if lead == "T" else state_offsets if lead == "T+1" else np.arange(len(idx) + 1)
-        tail = tuple(groups[0][name].shape[1:]) if groups and lead in ("T", "T+1") else tuple(spec.shape)
+        if groups and lead in ("T", "T+1"):
+            tail = tuple(groups[0][name].shape[1:])
+        else:                      # no trajectories selected: symbolic sizes (e.g. "P") are 0
+            dims = spec.shape[1:] if lead in ("T", "T+1") else spec.shape
+            tail = tuple(d if isinstance(d, int) else 0 for d in dims)
         out = np.empty((int(offsets[-1]), *tail) if lead in ("T", "T+1") else (len(idx), *tail), dtype=np.float32)
         for n, (i, g) in enumerate(zip(idx, groups)):
             ds = g[name]

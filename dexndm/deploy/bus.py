@@ -4,7 +4,8 @@ The control table is data (:data:`dexndm.deploy.protocol.CONTROL_TABLE`,
 ``{name: (address, nbytes)}``); this class only moves named registers between
 Python ints and motors. Robots (:mod:`dexndm.deploy.leap_hand`) build on top of it.
 Every sdk failure becomes a :class:`BusError` naming the motor id and carrying the
-sdk's own message (``getTxRxResult`` / ``getRxPacketError``).
+sdk's own message (``getTxRxResult`` / ``getRxPacketError``); a status with the
+hardware-error alert bit becomes the subclass :class:`HardwareError`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from collections.abc import Iterable, Mapping
 
 import dynamixel_sdk as sdk
 
-from dexndm.deploy.protocol import CONTROL_TABLE, from_le, le
+from dexndm.deploy.protocol import CONTROL_TABLE, ERR_ALERT, from_le, le
+
+ALERT_BIT = ERR_ALERT
 
 #: Registers holding two's-complement values (XC330 e-manual); the rest are unsigned.
 SIGNED_REGISTERS: frozenset[str] = frozenset(
@@ -27,6 +30,25 @@ class BusError(RuntimeError):
     def __init__(self, message: str, dxl_id: int | None = None) -> None:
         super().__init__(message)
         self.dxl_id = dxl_id
+
+
+class HardwareError(BusError):
+    """A motor answered with the hardware-error alert bit (bit 7 of the status error byte):
+    overload, overheating, input voltage, encoder or electrical shock (XC330 e-manual,
+    register 70). The motor has switched its torque off; it needs a REBOOT."""
+
+
+#: Hardware error status bits (register 70), XC330 e-manual.
+HARDWARE_ERROR_BITS: dict[int, str] = {
+    0x01: "input voltage error", 0x04: "overheating", 0x08: "motor encoder error",
+    0x10: "electrical shock", 0x20: "overload",
+}
+
+
+def describe_hardware_error(bits: int) -> str:
+    """Names of the set bits of a hardware error status value, e.g. 0x24 -> 'overheating, overload'."""
+    names = [name for bit, name in HARDWARE_ERROR_BITS.items() if bits & bit]
+    return ", ".join(names) if names else f"unknown bits 0x{bits:02X}"
 
 
 class DynamixelBus:
@@ -95,6 +117,9 @@ class DynamixelBus:
         if comm != sdk.COMM_SUCCESS:
             who = f"motor {dxl_id}" if dxl_id is not None else "the bus"
             raise BusError(f"{what}: {who} on {self.port!r}: {pk.getTxRxResult(comm)}", dxl_id)
+        if error & ALERT_BIT:
+            raise HardwareError(f"{what}: motor {dxl_id} reports a hardware error (alert bit set; torque is off "
+                                "until the motor is rebooted): read its hardware_error_status for the cause", dxl_id)
         if error:
             raise BusError(f"{what}: motor {dxl_id} reported: {pk.getRxPacketError(error)}", dxl_id)
 
@@ -109,11 +134,12 @@ class DynamixelBus:
         comm, err = self.packet_handler.writeTxRx(self._handler(), dxl_id, addr, n, list(le(int(value), n)))
         self._check(f"write {name}={value}", dxl_id, comm, err)
 
-    def read(self, name: str, dxl_id: int) -> int:
-        """Read register ``name`` of one motor (signed where the register is)."""
+    def read(self, name: str, dxl_id: int, allow_alert: bool = False) -> int:
+        """Read register ``name`` of one motor (signed where the register is). ``allow_alert``: accept
+        a reply carrying the hardware-error alert bit (to read what the error is)."""
         addr, n = self._register(name)
         data, comm, err = self.packet_handler.readTxRx(self._handler(), dxl_id, addr, n)
-        self._check(f"read {name}", dxl_id, comm, err)
+        self._check(f"read {name}", dxl_id, comm, err & ~ALERT_BIT if allow_alert else err)
         return self._decode(name, data)
 
     # ---- all motors ---------------------------------------------------------------

@@ -6,8 +6,15 @@ motors unchanged. A background thread serves the pty master; each motor keeps a
 control table (``bytearray``) laid out as in :data:`protocol.CONTROL_TABLE`.
 
 Physics hooks: ``on_goal(id, ticks)`` is called when a goal position is written,
-``positions_provider() -> {id: ticks}`` supplies present positions on every read.
-Without them present_position follows goal_position instantly while torque is on.
+``on_sync_goal({id: ticks})`` once per sync write of goal positions (one control
+tick: :mod:`dexndm.deploy.emulated_hand` advances a ``SimHand`` by 1/20 s there),
+``positions_provider() -> {id: ticks}`` or ``state_provider() -> {id: {register:
+value}}`` supply present position (velocity, current) on every read. Without them
+present_position follows goal_position instantly while torque is on.
+
+Wire time: with ``baudrate`` set, every packet costs its bytes at 10 bits per byte
+(start + 8 data + stop) in each direction, plus each motor's return delay time, so
+bus I/O measured against the emulator is what the baud rate allows.
 
 Fault injection (``emulator.faults``): corrupted CRC, dropped or late replies,
 silent motors and the hardware-error alert bit, to test the driver's error paths.
@@ -98,10 +105,17 @@ class DynamixelEmulator:
         on_goal: Callable[[int, int], None] | None = None,
         positions_provider: Callable[[], Mapping[int, int]] | None = None,
         seed: int = 0,
+        on_sync_goal: Callable[[dict[int, int]], None] | None = None,
+        state_provider: Callable[[], Mapping[int, Mapping[str, int]]] | None = None,
+        baudrate: int | None = None,
     ) -> None:
         self.motors: dict[int, Motor] = {i: Motor(i, model_number, initial_position) for i in ids}
         self.on_goal = on_goal
         self.positions_provider = positions_provider
+        self.on_sync_goal = on_sync_goal
+        self.state_provider = state_provider
+        self.baudrate = baudrate
+        self.hook_error: BaseException | None = None   # an exception raised by a physics hook
         self.faults = Faults()
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
@@ -164,17 +178,34 @@ class DynamixelEmulator:
                 idx = self._buf.find(P.HEADER[:3])
                 del self._buf[: max(idx, 0) + 1]
                 continue
-            del self._buf[:consumed]
             if pkt is None:
+                del self._buf[:consumed]
                 return
+            nbytes = consumed - max(self._buf.find(P.HEADER[:3]), 0)
+            del self._buf[:consumed]
             self.packets_received += 1
             if not pkt.is_status:
-                self._handle(pkt)
+                self._handle(pkt, nbytes)
 
-    def _handle(self, pkt: P.Packet) -> None:
+    def _wire_s(self, nbytes: int) -> float:
+        return 0.0 if not self.baudrate else nbytes * 10.0 / self.baudrate
+
+    def _handle(self, pkt: P.Packet, nbytes: int = 0) -> None:
+        deadline = time.perf_counter() + self._wire_s(nbytes)   # the request was still arriving
         with self.lock:
-            replies = self._dispatch(pkt)
+            try:
+                replies = self._dispatch(pkt)
+            except Exception as e:  # a physics hook failed: keep serving, report it to the test/user
+                self.hook_error = e
+                replies = []
+        if self.baudrate and not replies:
+            _sleep_until(deadline)      # the bus is busy until the request has gone by
         for dxl_id, data in replies:
+            if self.baudrate:
+                m = self.motors.get(dxl_id)
+                delay = 2e-6 * m.get("return_delay_time") if m is not None else 0.0
+                deadline = max(deadline, time.perf_counter()) + delay + self._wire_s(len(data))
+                _sleep_until(deadline)
             self._send(dxl_id, data)
 
     def _send(self, dxl_id: int, data: bytes) -> None:
@@ -225,6 +256,10 @@ class DynamixelEmulator:
                 m = self.motors.get(body[k])
                 if m is not None:
                     self._write(m, addr, body[k + 1 : k + 1 + n])
+            gaddr, gn = P.CONTROL_TABLE["goal_position"]
+            if self.on_sync_goal is not None and _overlaps(addr, n, gaddr, gaddr + gn):
+                ids = [body[k] for k in range(0, len(body) - n, n + 1) if body[k] in self.motors]
+                self.on_sync_goal({i: self.motors[i].get("goal_position", signed=True) for i in ids})
             return []  # broadcast: no status
         out = []
         for m in self._targets(pkt.id):
@@ -275,14 +310,29 @@ class DynamixelEmulator:
         touched_goal = _overlaps(addr, n, gaddr, gaddr + gn)
         if touched_goal and self.on_goal is not None:
             self.on_goal(m.id, m.get("goal_position", signed=True))
-        if (touched_goal or _overlaps(addr, n, taddr, taddr + 1)) and self.positions_provider is None:
+        driven = self.positions_provider is not None or self.state_provider is not None
+        if (touched_goal or _overlaps(addr, n, taddr, taddr + 1)) and not driven:
             if m.torque_on:
                 m.set("present_position", m.get("goal_position", signed=True))
         return 0
 
     def _refresh_present(self) -> None:
+        if self.state_provider is not None:
+            for i, regs in self.state_provider().items():
+                if i in self.motors:
+                    for name, value in regs.items():
+                        self.motors[i].set(name, int(value))
         if self.positions_provider is None:
             return
         for i, ticks in self.positions_provider().items():
             if i in self.motors:
                 self.motors[i].set("present_position", int(ticks))
+
+
+def _sleep_until(deadline: float) -> None:
+    """Sleep, then spin the last ~0.2 ms: wire times are tens of microseconds."""
+    remaining = deadline - time.perf_counter()
+    if remaining > 3e-4:
+        time.sleep(remaining - 2e-4)
+    while time.perf_counter() < deadline:
+        pass

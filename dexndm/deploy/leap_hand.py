@@ -11,6 +11,7 @@ the command actually sent.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -42,6 +43,27 @@ def ticks_to_rad(ticks: np.ndarray) -> np.ndarray:
 
 def velocity_to_rad_s(units: np.ndarray) -> np.ndarray:
     return np.asarray(units, dtype=np.float64) * RPM_PER_VELOCITY_UNIT * 2 * math.pi / 60.0
+
+
+#: Goal-position tick range inside the joint limits: a quantised command never leaves them.
+LIMIT_TICKS_LOW = np.ceil((np.asarray(JOINT_LOWER) + math.pi) / RAD_PER_TICK - 1e-9).astype(np.int64)
+LIMIT_TICKS_HIGH = np.floor((np.asarray(JOINT_UPPER) + math.pi) / RAD_PER_TICK + 1e-9).astype(np.int64)
+
+
+def command_ticks(q_sim: np.ndarray) -> np.ndarray:
+    """Goal-position ticks of a (clamped) command ``[16]``, rounded but kept inside the joint limits."""
+    return np.clip(rad_to_ticks(q_sim), LIMIT_TICKS_LOW, LIMIT_TICKS_HIGH)
+
+
+def clamp_command(q_target: np.ndarray, last: np.ndarray, max_step: float) -> np.ndarray:
+    """The command for ``q_target`` [16] (sim rad): NaN/inf hold ``last``, then joint limits, then at
+    most ``max_step`` rad from ``last`` per joint (shared by every hand, so all clamp alike)."""
+    q = np.asarray(q_target, dtype=np.float64).reshape(-1)
+    if q.shape != (NUM_JOINTS,):
+        raise ValueError(f"expected {NUM_JOINTS} joint targets, got shape {np.shape(q_target)}")
+    q = np.where(np.isfinite(q), q, last)
+    q = np.clip(q, JOINT_LOWER, JOINT_UPPER)
+    return np.clip(q, last - max_step, last + max_step)
 
 
 def current_to_ma(units: np.ndarray) -> np.ndarray:
@@ -97,7 +119,13 @@ class LeapHandConfig:
 
 # ---- robot -----------------------------------------------------------------------
 class LeapHand:
-    """The hand: ``connect()``, ``read()``, ``command(q)``, ``disable()``; a context manager."""
+    """The hand: ``connect()``, ``read()``, ``command(q)``, ``disable()``; a context manager.
+
+    ``realtime``: time passes on its own (the loop paces itself to the control rate);
+    simulated hands advance one tick per command instead (:mod:`dexndm.deploy.sim_hand`).
+    """
+
+    realtime = True
 
     def __init__(self, config: LeapHandConfig, bus: DynamixelBus | None = None) -> None:
         config.validate()
@@ -145,18 +173,11 @@ class LeapHand:
         """The command that would be sent for ``q_target`` [16] (no bus traffic)."""
         if self.last_command is None:
             raise RuntimeError("LeapHand is not connected; call connect() first")
-        q = np.asarray(q_target, dtype=np.float64).reshape(-1)
-        if q.shape != (NUM_JOINTS,):
-            raise ValueError(f"expected {NUM_JOINTS} joint targets, got shape {np.shape(q_target)}")
-        last = self.last_command
-        q = np.where(np.isfinite(q), q, last)  # NaN/inf: hold the last command
-        q = np.clip(q, JOINT_LOWER, JOINT_UPPER)
-        step = self.config.max_step_rad
-        return np.clip(q, last - step, last + step)
+        return clamp_command(q_target, self.last_command, self.config.max_step_rad)
 
     def command(self, q_target: np.ndarray) -> np.ndarray:
         """Clamp, send as one goal-position sync write, and return what was sent ([16] sim rad)."""
-        ticks = rad_to_ticks(self.clamp(q_target))
+        ticks = command_ticks(self.clamp(q_target))
         self.bus.sync_write("goal_position", {i: int(t) for i, t in zip(self.ids, ticks)})
         self.last_command = ticks_to_rad(ticks)
         return self.last_command.copy()
@@ -164,6 +185,25 @@ class LeapHand:
     def disable(self) -> None:
         """Torque off on every motor."""
         self.bus.sync_write("torque_enable", self._all(0))
+
+    def hardware_error_status(self, dxl_id: int) -> int:
+        """Register 70 of one motor (bits: see ``bus.HARDWARE_ERROR_BITS``); 0 when healthy."""
+        return self.bus.read("hardware_error_status", dxl_id, allow_alert=True)
+
+    def describe(self) -> dict:
+        """What the recording stores as its domain: this is the real hand, with its bus settings."""
+        return {"name": "leap_real", "params": dataclasses.asdict(self.config)}
+
+    def start_target(self) -> np.ndarray:
+        """Where a run starts by default on hardware: the canonical grasp pose (paper, Isaac order
+        mapped in ``dexndm.hand.constants``); place the object once the hand is there."""
+        from dexndm.hand.constants import CANONICAL_POSE
+
+        return np.clip(np.asarray(CANONICAL_POSE, dtype=np.float64), JOINT_LOWER, JOINT_UPPER)
+
+    def object_pose(self) -> np.ndarray | None:
+        """Object pose [7] where the hand knows it (simulation); None on hardware."""
+        return None
 
     def close(self) -> None:
         """Torque off (best effort) and close the port."""

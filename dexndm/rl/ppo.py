@@ -40,6 +40,7 @@ from dexndm.rl.logger import TrainLogger
 from dexndm.rl.loss import AdaptiveLR, OraclePPOLoss
 from dexndm.rl.networks import ActorCritic, make_actor, make_critic
 from dexndm.sim import make_env
+from dexndm.sim.config import EnvConfig
 from dexndm.sim.metrics import EPISODE_METRICS
 from dexndm.sim.reward import TERMS
 
@@ -48,7 +49,8 @@ _UPDATE_KEYS = ("observation", "action", "action_log_prob", "loc", "scale", "adv
                 "state_value")
 #: Config keys that may change when resuming (everything else must match the checkpoint).
 _RESUMABLE_CHANGES = {"total_frames", "device", "out_dir", "resume", "progress", "tensorboard", "print_every",
-                      "keep_history", "checkpoint_every", "env.grasp_dir", "env.nthread", "env.grasp_generate"}
+                      "keep_history", "checkpoint_every", "env.grasp_dir", "env.nthread", "env.grasp_generate",
+                      "init_from"}
 
 
 @dataclass
@@ -65,6 +67,7 @@ class RunSettings:
     tensorboard: bool = True
     print_every: int = 10            # without a bar, print a summary line every this many iterations
     keep_history: bool = False       # also keep checkpoints/iter_XXXXXX.pt at every boundary
+    init_from: str | None = None     # a fresh run starts from this oracle's weights and normalisers
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunSettings":
@@ -113,6 +116,7 @@ class PPOTrainer:
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.device = resolve_device(self.run_cfg.device)
         self.resumed_from: str | None = None
+        self.initialised_from: str | None = None
         ckpt = self._find_checkpoint()
 
         torch.manual_seed(self.run_cfg.seed)
@@ -144,6 +148,8 @@ class PPOTrainer:
         self._elapsed_before = 0.0       # wall time of the runs this one resumes
         if ckpt is not None:
             self._load_training_state(ckpt)
+        elif self.run_cfg.init_from:
+            self._init_weights(Path(str(self.run_cfg.init_from)))
 
         self.collector = Collector(
             self.env, self.actor, frames_per_batch=self.frames_per_batch, total_frames=-1,
@@ -167,8 +173,11 @@ class PPOTrainer:
         ckpt = load_checkpoint(path, map_location=self.device)
         saved = _flatten(from_json(ckpt["config"]))
         now = _flatten(self.cfg)
+        added = _flatten(from_json(to_json({"env": EnvConfig().to_dict(), "ppo": PPOConfig().to_dict()})))
         diff = sorted(k for k in set(saved) | set(now)
-                      if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k))
+                      if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k)
+                      # a setting added to the code since the checkpoint, left at its default
+                      and not (k not in saved and k in added and now.get(k) == added[k]))
         if diff:
             detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff[:8])
             raise ValueError(f"cannot resume from {path}: the config differs in {detail}. Resume with the "
@@ -184,6 +193,20 @@ class PPOTrainer:
         self.iteration = int(ckpt["counters"]["iteration"])
         self.frames = int(ckpt["counters"]["frames"])
         self._elapsed_before = float(ckpt.get("wall_s", 0.0))
+
+    def _init_weights(self, path: Path) -> None:
+        """Warm start: the policy, value head and normalisers of another oracle; the optimiser,
+        schedules and counters start fresh (e.g. widen palm-up training to more orientations)."""
+        ckpt = load_checkpoint(path, map_location=self.device)
+        if (int(ckpt["obs_dim"]), int(ckpt["act_dim"])) != (self.obs_dim, self.act_dim):
+            raise ValueError(f"init_from={path}: its observation/action sizes {ckpt['obs_dim']}/{ckpt['act_dim']} "
+                             f"differ from this run's {self.obs_dim}/{self.act_dim}; it cannot initialise this policy")
+        saved = from_json(ckpt["config"]).get("ppo", {})
+        if saved.get("hidden") != self.ppo.hidden or saved.get("critic_hidden") != self.ppo.critic_hidden:
+            raise ValueError(f"init_from={path}: network {saved.get('hidden')} / critic {saved.get('critic_hidden')} "
+                             f"differs from ppo.hidden={self.ppo.hidden} / ppo.critic_hidden={self.ppo.critic_hidden}")
+        self.model.load_state_dict(ckpt["model"])
+        self.initialised_from = str(path)
 
     def checkpoint_payload(self) -> dict:
         env = self.env

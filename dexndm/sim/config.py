@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dexndm.sim.control import ACTION_SCALE
+from dexndm.sim.grasps import GraspConfig
 from dexndm.sim.reward import RewardConfig
 
 
@@ -62,12 +63,14 @@ class EnvConfig:
     goal_success_angle: float = 0.1 * math.pi
     grasp_dir: str = "~/.cache/dexndm/grasps"
     grasp_generate: bool = True              # build missing grasp caches on first use
-    grasps_per_cache: int = 64               # candidates tried when generating a cache
     seed: int = 0
+    grasp: GraspConfig = field(default_factory=GraspConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.grasp, dict):
+            self.grasp = _build(GraspConfig, self.grasp, "grasp")
         if isinstance(self.reward, dict):
             self.reward = _build(RewardConfig, self.reward, "reward")
         if isinstance(self.randomization, dict):
@@ -100,4 +103,4 @@ def _build(cls, data: dict, where: str):
     return cls(**data)
 
 
-_TUPLE_KEYS = {"object_mass", "object_friction", "kp_scale", "kd_scale"}
+_TUPLE_KEYS = {"object_mass", "object_friction", "kp_scale", "kd_scale", "pre_close", "squeeze", "palm_blend"}

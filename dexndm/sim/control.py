@@ -3,6 +3,9 @@
 * Relative targets (paper Sec. 3.1): a_t = clip(a_{t-1} + scale * action, joint limits),
   action clipped to [-1, 1] and NaN treated as 0; or absolute targets for open-loop
   replay (Chaos Box, base waves).
+* An optional offset (rad) on what is sent, outside the chain: the residual policy's
+  a_res (paper Sec. 3.3).  The hand tracks clip(a_t + offset) while the base policy's
+  chain and observation keep a_t, as at deployment.
 * Latency (domain): whole control steps through a queue, plus physics steps inside the
   control step during which the previous command still acts.
 * Encoders (domain + randomisation): bias, Gaussian noise, uniform noise.
@@ -33,7 +36,8 @@ class HandController:
         self.substeps = domain.substeps
         self.action_scale = action_scale
         self.uniform_noise = uniform_noise
-        self.target = np.zeros((n, J))                                   # a_{t-1}: last commanded targets
+        self.target = np.zeros((n, J))                                   # a_{t-1}: the base chain's targets
+        self.sent = np.zeros((n, J))                                     # what was sent: target (+ offset)
         self.queue = np.zeros((domain.latency_control_steps + 1, n, J))  # commands not yet in effect
         self.applied = np.zeros((n, J))                                  # what the actuators track now
         self.ctrl = np.zeros((n, self.substeps, J))
@@ -41,21 +45,28 @@ class HandController:
     def reset(self, ids: np.ndarray, target: np.ndarray) -> None:
         """Hold ``target`` ([len(ids), 16]) with no command in flight."""
         self.target[ids] = target
+        self.sent[ids] = target
         self.queue[:, ids] = target
         self.applied[ids] = target
 
-    def relative(self, action: np.ndarray) -> np.ndarray:
-        """Apply relative actions [N, 16]; returns ctrl [N, substeps, 16]."""
+    def relative(self, action: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+        """Apply relative actions [N, 16] (plus an optional sent-only offset [N, 16], rad);
+        returns ctrl [N, substeps, 16]."""
         action = np.clip(np.nan_to_num(action, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0)
-        return self.absolute(self.target + self.action_scale * action)
+        return self.absolute(self.target + self.action_scale * action, offset)
 
-    def absolute(self, target: np.ndarray) -> np.ndarray:
-        """Command absolute targets [N, 16] (clamped to limits); returns ctrl [N, substeps, 16]."""
+    def absolute(self, target: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+        """Command absolute targets [N, 16] (clamped to limits; an optional offset [N, 16] is
+        added to what is sent, not to the chain); returns ctrl [N, substeps, 16]."""
         target = np.nan_to_num(target, nan=0.0)
         self.target = np.clip(target, hc.JOINT_LOWER, hc.JOINT_UPPER)
+        self.sent = self.target
+        if offset is not None:
+            offset = np.nan_to_num(offset, nan=0.0, posinf=0.0, neginf=0.0)
+            self.sent = np.clip(self.target + offset, hc.JOINT_LOWER, hc.JOINT_UPPER)
         previous = self.applied
         self.queue = np.roll(self.queue, -1, axis=0)
-        self.queue[-1] = self.target
+        self.queue[-1] = self.sent
         self.applied = self.queue[0].copy()
         p = self.domain.latency_physics_steps
         self.ctrl[:, :p] = previous[:, None]

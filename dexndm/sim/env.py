@@ -6,7 +6,13 @@ actuator model; observations, rewards, terminations and metrics are then compute
 array operations over the batch.  No Python loop runs over environments on the step
 path (resets loop over the reset environments only, to copy their models).
 
-Control: a_t = clip(a_{t-1} + action / 24, joint limits), action clipped to [-1, 1].
+Control: a_t = clip(a_{t-1} + action / 24, joint limits), action clipped to [-1, 1]; an
+optional ``target_offset`` [N, 16] (rad) in the step input is added to what the hand is
+sent but not to the chain a_t (the residual policy, ``dexndm.sim.control``).
+The rotation reward and metrics use the object's mean angular velocity over the control
+step (its orientation change divided by 1/20 s, as Hora does), not the instantaneous
+velocity at the step's last physics step, which contact chatter makes noisy.
+
 Outputs per step: ``observation`` (privileged, oracle), ``policy_obs`` (deployable),
 ``reward``, ``done``/``terminated``/``truncated``, ``reward_terms`` (each reward term,
 unweighted, columns in ``reward.TERMS`` order) and ``episode_metrics`` (columns in
@@ -78,6 +84,7 @@ class RotationEnv(EnvBase):
         self.control = HandController(n, self.domain, self.cfg.action_scale, dr.joint_noise if dr.enabled else 0.0)
         self.q_init = np.zeros((n, J))
         self.start_pos = np.zeros((n, 3))                  # object position at reset
+        self.obj_quat = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))  # object orientation after the last step
         self.q_hist = np.zeros((n, self.cfg.privileged_history, J))
         self.t_hist = np.zeros((n, self.cfg.privileged_history, J))
         self.deploy = DeployObservation(n, self.cfg.deploy_history)
@@ -125,6 +132,7 @@ class RotationEnv(EnvBase):
         oq = self.sampler.object_qpos
         qpos[:, oq:oq + 7] = pose
         self.start_pos[ids] = pose[:, :3]
+        self.obj_quat[ids] = pose[:, 3:]
         self.physics.set_state(ids, qpos, np.zeros((len(ids), self.physics.nv)))
         self._last_sensors[ids] = self.physics.forward(ids)
         self._last_qvel[ids] = 0.0
@@ -173,7 +181,10 @@ class RotationEnv(EnvBase):
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         n = self.batch_size[0]
         action = tensordict["action"].detach().to("cpu", torch.float64).numpy().reshape(n, J)
-        ctrl = self.control.relative(action)
+        offset = tensordict.get("target_offset", None)   # residual a_res (rad): sent, not chained
+        if offset is not None:
+            offset = offset.detach().to("cpu", torch.float64).numpy().reshape(n, J)
+        ctrl = self.control.relative(action, offset)
 
         dr = self.cfg.randomization
         if dr.enabled and dr.disturbance_scale > 0:
@@ -190,7 +201,11 @@ class RotationEnv(EnvBase):
         qdot_sub = self.hand.joint_velocities(self.physics.qvel_of(states))    # [N, S, 16]
         torque_sub = sensors[:, :, self.sensors["joint_torque"]]              # [N, S, 16]
         obj = last[:, self.sensors["object_state"]]
-        obj_pos, obj_quat, linvel, angvel = obj[:, :3], obj[:, 3:7], obj[:, 7:10], obj[:, 10:13]
+        linvel = obj[:, 7:10]
+        # pose from the final state (sensors are computed before a physics step's integration)
+        oq = self.sampler.object_qpos
+        obj_pos, obj_quat = qpos[:, oq:oq + 3].copy(), quat.normalize(qpos[:, oq + 3:oq + 7])
+        angvel = quat.rotation_vector(self.obj_quat, obj_quat) / self.dt   # mean over the control step
 
         blowup = self.physics.diverged | ~np.isfinite(last).all(axis=1)
         blowup |= np.linalg.norm(np.nan_to_num(linvel, nan=np.inf), axis=1) > self.cfg.max_object_speed
@@ -200,14 +215,13 @@ class RotationEnv(EnvBase):
                 arr[blowup] = 0.0
             obj_quat[blowup, 0] = 1.0
             obj_pos[blowup] = self.start_pos[blowup]
+        self.obj_quat = obj_quat.copy()
 
         if self.cfg.goal_mode:
             self.axis = quat.rotation_axis(obj_quat, self.final_goal)
         goal_angle = quat.angle_between(obj_quat, self.goal)
         terms = reward_terms(self.cfg.reward, angvel=angvel, linvel=linvel, axis=self.axis, q=q,
                              q_init=self.q_init, torque=torque_sub, qdot=qdot_sub, goal_angle=goal_angle)
-        reward = total_reward(self.cfg.reward, terms, self.env0_resets)
-        reward[blowup] = 0.0
         if not self.cfg.goal_mode:
             reached = goal_angle < np.deg2rad(self.cfg.reward.goal_threshold_deg)
             if reached.any():
@@ -216,6 +230,8 @@ class RotationEnv(EnvBase):
 
         dropped = np.linalg.norm(obj_pos - self.start_pos, axis=1) > self.cfg.drop_distance
         terminated = dropped & ~blowup
+        reward = total_reward(self.cfg.reward, terms, self.env0_resets, dropped=terminated)
+        reward[blowup] = 0.0
         self.tracker.step(angvel, self.axis, terms, goal_angle=quat.angle_between(obj_quat, self.final_goal))
         truncated = (self.tracker.steps >= self.cfg.episode_steps) | blowup
         ended = terminated | truncated

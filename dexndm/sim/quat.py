@@ -51,3 +51,14 @@ def rotation_axis(q_from: np.ndarray, q_to: np.ndarray) -> np.ndarray:
 def random(rng: np.random.Generator, n: int) -> np.ndarray:
     """Uniform random orientations [n, 4]."""
     return normalize(rng.normal(size=(n, 4)))
+
+
+def rotation_vector(q_from: np.ndarray, q_to: np.ndarray) -> np.ndarray:
+    """Rotation vector (world frame, axis * angle in rad, [..., 3]) of the shortest rotation
+    taking q_from to q_to: divided by the elapsed time it is the mean angular velocity."""
+    rel = normalize(mul(q_to, conj(q_from)))
+    rel = rel * np.where(rel[..., :1] < 0, -1.0, 1.0)
+    vec = rel[..., 1:]
+    sin_half = np.linalg.norm(vec, axis=-1, keepdims=True)
+    angle = 2.0 * np.arctan2(sin_half, rel[..., :1])
+    return np.where(sin_half > 1e-12, vec * (angle / np.maximum(sin_half, 1e-12)), 2.0 * vec)

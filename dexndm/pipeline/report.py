@@ -1,0 +1,111 @@
+"""The pipeline's report directory: ``report.json``, markdown tables in the paper's layout,
+CSV, and a bar plot (DexNDM Sec. 5, Table 1: methods as rows, metrics as columns,
+mean +- std over seeds).
+
+``report.json`` = {"domain", "source_domain", "checkpoints": {name: sha256},
+"methods": {method: {metric: {"mean", "std", "n"}}}, "per_seed": {method: [...]},
+"gain": {metric: dexndm - direct, with the pooled std}, "settings", "timings"}.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+from dexndm.pipeline.cache import write_json
+
+#: Metrics reported, in table order, with their column headers.
+METRICS: dict[str, str] = {
+    "rot_rad": "radians rotated",
+    "ttf": "TTF",
+    "rot_r": "RotR",
+    "rotp": "RotP",
+    "survival_angle": "survival angle (rad)",
+}
+METHOD_NAMES: dict[str, str] = {
+    "direct": "Direct transfer (base policy)",
+    "dexndm": "DexNDM (joint-wise dynamics + residual)",
+    "wholehand": "Whole-hand dynamics + residual",
+}
+
+
+def summarize_seeds(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and (population) std over seeds of each metric."""
+    out = {}
+    for m in METRICS:
+        vals = [float(s[m]) for s in per_seed if m in s and s[m] is not None and math.isfinite(float(s[m]))]
+        if vals:
+            out[m] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
+    return out
+
+
+def gains(methods: dict[str, dict], base: str = "direct", ours: str = "dexndm") -> dict[str, dict[str, float]]:
+    """ours - base per metric, with the larger of the two spreads for comparison."""
+    out = {}
+    for m in METRICS:
+        if m in methods.get(base, {}) and m in methods.get(ours, {}):
+            a, b = methods[base][m], methods[ours][m]
+            out[m] = {"difference": b["mean"] - a["mean"], "spread": max(a["std"], b["std"]),
+                      "exceeds_spread": abs(b["mean"] - a["mean"]) > max(a["std"], b["std"])}
+    return out
+
+
+def markdown_table(methods: dict[str, dict], domain: str) -> str:
+    cols = [m for m in METRICS if any(m in v for v in methods.values())]
+    lines = [f"Target domain: `{domain}` (mean +- std over seeds)", "",
+             "| method | " + " | ".join(METRICS[m] for m in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for name, metrics in methods.items():
+        cells = [f"{metrics[m]['mean']:.3f} +- {metrics[m]['std']:.3f}" if m in metrics else "-" for m in cols]
+        lines.append(f"| {METHOD_NAMES.get(name, name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out_dir: Path, *, domain: str, source_domain: str, per_seed: dict[str, list[dict]],
+                 checkpoints: dict[str, str], settings: dict, timings: dict[str, float],
+                 extras: dict | None = None) -> dict:
+    """Write report.json, results.md, results.csv and results.png; returns the report."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    methods = {name: summarize_seeds(rows) for name, rows in per_seed.items()}
+    report = {"domain": domain, "source_domain": source_domain, "checkpoints": checkpoints,
+              "methods": methods, "per_seed": per_seed, "gain": gains(methods), "settings": settings,
+              "timings": timings, **(extras or {})}
+    write_json(out_dir / "report.json", report)
+    md = ["# DexNDM pipeline report", "", markdown_table(methods, domain), "",
+          "DexNDM minus direct transfer (difference vs the larger std of the two):", ""]
+    for m, g in report["gain"].items():
+        md.append(f"- {METRICS[m]}: {g['difference']:+.3f} (spread {g['spread']:.3f}"
+                  f"{', exceeds it' if g['exceeds_spread'] else ', within it'})")
+    md += ["", "Checkpoints (sha256):", ""] + [f"- {k}: `{v}`" for k, v in checkpoints.items()]
+    (out_dir / "results.md").write_text("\n".join(md) + "\n")
+    with open(out_dir / "results.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["method", "metric", "mean", "std", "n"])
+        for name, metrics in methods.items():
+            for m, v in metrics.items():
+                w.writerow([name, m, v["mean"], v["std"], v["n"]])
+    _plot(out_dir / "results.png", methods, domain)
+    return report
+
+
+def _plot(path: Path, methods: dict[str, dict], domain: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [m for m in ("rot_rad", "ttf") if any(m in v for v in methods.values())]
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.5 * len(shown), 3.5), squeeze=False)
+    names = list(methods)
+    for ax, m in zip(axes[0], shown):
+        means = [methods[n].get(m, {}).get("mean", np.nan) for n in names]
+        stds = [methods[n].get(m, {}).get("std", 0.0) for n in names]
+        ax.bar(range(len(names)), means, yerr=stds, capsize=4, color=["0.6", "tab:blue", "tab:orange"][:len(names)])
+        ax.set_xticks(range(len(names)), names)
+        ax.set_title(f"{METRICS[m]} ({domain})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

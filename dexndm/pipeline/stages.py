@@ -1,0 +1,166 @@
+"""The stages of ``dexndm pipeline`` (DexNDM Sec. 3.3 and 4, Appendix C), in order:
+
+    sim_rollouts   the generalist rotating objects in the source domain (successful episodes)
+    chaos_box      open-loop replay of those targets in the target domain, inside the Chaos Box
+    finetune_jointwise / finetune_wholehand   sim-pretrained dynamics fine-tuned on the Chaos Box data
+    residual_jointwise / residual_wholehand   residual policies through the frozen fine-tuned models
+    evaluate       direct transfer, DexNDM (joint-wise) and the whole-hand variant in the target domain
+    video          direct transfer vs DexNDM on one object, side by side
+    report         report.json, markdown/CSV tables, plot
+
+With ``from_scratch`` the released checkpoints are replaced by stages that make them:
+``oracle`` -> ``oracle_rollouts`` -> ``generalist`` and ``sim_chaos_box`` ->
+``pretrain_jointwise`` / ``pretrain_wholehand``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dexndm.pipeline.cache import Stage, file_digest
+
+METHODS = ("direct", "dexndm", "wholehand")
+
+
+def _need(path: str, what: str, fix: str) -> str:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what} {path!r} does not exist; {fix}")
+    return str(path)
+
+
+def build_stages(cfg: dict) -> list[Stage]:
+    """The ordered stages for a resolved pipeline config (plain dict)."""
+    task, seed = cfg["task"], int(cfg["seed"])
+    ck = cfg["checkpoints"]
+    stages: list[Stage] = []
+
+    if cfg.get("from_scratch"):
+        stages += _scratch_stages(cfg)
+        generalist = lambda r: r["generalist"]["checkpoint"]  # noqa: E731
+        pretrained = {v: (lambda r, v=v: r[f"pretrain_{v}"]["checkpoint"]) for v in ("jointwise", "wholehand")}
+    else:
+        fix = "train it (`dexndm pipeline from_scratch=true`) or point checkpoints.* at your own"
+        generalist = lambda r: _need(ck["generalist"], "generalist checkpoint", fix)  # noqa: E731
+        pretrained = {v: (lambda r, v=v: _need(ck[v], f"sim-pretrained {v} dynamics checkpoint", fix))
+                      for v in ("jointwise", "wholehand")}
+
+    def sim_rollouts(d: Path, i: dict) -> dict:
+        from dexndm.pipeline.steps import rollout_policy
+
+        return rollout_policy(d / "sim_rollouts.h5", generalist=i["generalist"], domain=cfg["source_domain"],
+                              task=task, episodes=cfg["sim_rollouts"]["episodes"],
+                              num_envs=cfg["sim_rollouts"]["num_envs"], seed=seed, env=cfg.get("env"))
+
+    stages.append(Stage("sim_rollouts", sim_rollouts, lambda r: {
+        "generalist": generalist(r), "generalist_sha256": file_digest(generalist(r)),
+        "domain": cfg["source_domain"], "task": task, "env": cfg.get("env"), **cfg["sim_rollouts"]},
+        "roll out the generalist in the source domain"))
+
+    def chaos_box(d: Path, i: dict) -> dict:
+        from dexndm.collect.strategies import collect
+
+        c = cfg["chaos_box"]
+        return collect("chaos_box", out=d / "chaos_box.h5", episodes=int(c["episodes"]), num_envs=int(c["num_envs"]),
+                       domain=cfg["domain"], source_file=i["source"], wrist=task["wrist"],
+                       episode_steps=int(task["episode_steps"]), noise_prob=float(c["noise_prob"]),
+                       noise_std=float(c["noise_std"]), seed=seed, num_balls=int(c["balls"]))
+
+    stages.append(Stage("chaos_box", chaos_box, lambda r: {
+        "source": r["sim_rollouts"]["out"], "domain": _domain_key(cfg["domain"]), **cfg["chaos_box"]},
+        "collect Chaos Box data in the target domain"))
+
+    for variant in ("jointwise", "wholehand"):
+        stages.append(_finetune_stage(cfg, variant, pretrained[variant]))
+        stages.append(_residual_stage(cfg, variant))
+
+    def evaluate(d: Path, i: dict) -> dict:
+        from dexndm.pipeline.steps import evaluate_methods
+
+        return evaluate_methods(d, generalist=i["generalist"], residuals=i["residuals"], domain=cfg["domain"],
+                                task=task, seeds=list(cfg["evaluate"]["seeds"]),
+                                episodes=int(cfg["evaluate"]["episodes"]), num_envs=int(cfg["evaluate"]["num_envs"]),
+                                env=cfg.get("env"))
+
+    stages.append(Stage("evaluate", evaluate, lambda r: {
+        "generalist": generalist(r), "domain": _domain_key(cfg["domain"]), "task": task, "env": cfg.get("env"),
+        **cfg["evaluate"],
+        "residuals": {"dexndm": r["residual_jointwise"]["checkpoint"],
+                      "wholehand": r["residual_wholehand"]["checkpoint"]}},
+        "evaluate direct transfer, DexNDM and whole-hand in the target domain"))
+
+    if cfg["video"]["enabled"]:
+        def video(d: Path, i: dict) -> dict:
+            from dexndm.models.deploy_policy import DeployPolicy
+            from dexndm.pipeline.video import side_by_side
+
+            direct, _ = DeployPolicy.from_checkpoints(i["generalist"])
+            ours, _ = DeployPolicy.from_checkpoints(i["generalist"], i["residual"])
+            env_cfg = {**dict(cfg.get("env") or {}), **_env_task(task), "domain": cfg["domain"]}
+            return side_by_side(direct, ours, env_cfg, d / "direct_vs_dexndm.gif", steps=int(cfg["video"]["steps"]),
+                                seed=seed)
+
+        stages.append(Stage("video", video, lambda r: {
+            "generalist": generalist(r), "residual": r["residual_jointwise"]["checkpoint"],
+            "domain": _domain_key(cfg["domain"]), **cfg["video"]}, "render direct transfer vs DexNDM"))
+    return stages
+
+
+def _finetune_stage(cfg: dict, variant: str, pretrained) -> Stage:
+    def fn(d: Path, i: dict) -> dict:
+        from dexndm.pipeline.training import train_experiment
+
+        f = cfg["finetune"]
+        net = _dynamics_meta(i["pretrained"])["config"]       # fine-tune the pretrained architecture as it is
+        return train_experiment(f"{variant}_finetune", d, [
+            f"real_data={i['data']}", f"pretrained={i['pretrained']}", f"seed={cfg['seed']}",
+            f"model.hidden={net['hidden']}", f"model.depth={net['depth']}", f"data.window={net['window']}",
+            f"model.delta={net['delta']}",
+            f"trainer.max_epochs={f['max_epochs']}", f"data.batch_size={f['batch_size']}", f"model.lr={f['lr']}",
+            "~callbacks.progress", "+trainer.enable_progress_bar=false"])
+
+    return Stage(f"finetune_{variant}", fn, lambda r: {
+        "data": r["chaos_box"]["out"], "pretrained": pretrained(r), "pretrained_sha256": file_digest(pretrained(r)),
+        **cfg["finetune"]}, f"fine-tune the sim-pretrained {variant} dynamics on the Chaos Box data")
+
+
+def _residual_stage(cfg: dict, variant: str) -> Stage:
+    def fn(d: Path, i: dict) -> dict:
+        from dexndm.pipeline.training import train_experiment
+
+        r = cfg["residual"]
+        window = _dynamics_meta(i["dynamics"])["window"]       # the residual's windows are the model's
+        return train_experiment("residual", d, [
+            f"sim_data={i['data']}", f"dynamics_ckpt={i['dynamics']}", f"seed={cfg['seed']}", f"data.window={window}",
+            f"trainer.max_epochs={r['max_epochs']}", f"data.batch_size={r['batch_size']}",
+            f"model.res_weight={r['res_weight']}", f"model.max_residual={r['max_residual']}",
+            "~callbacks.progress", "+trainer.enable_progress_bar=false"])
+
+    return Stage(f"residual_{variant}", fn, lambda r: {
+        "data": r["sim_rollouts"]["out"], "dynamics": r[f"finetune_{variant}"]["checkpoint"], **cfg["residual"]},
+        f"train the residual through the fine-tuned {variant} dynamics")
+
+
+def _dynamics_meta(path: str) -> dict:
+    from dexndm.models.lit_dynamics import load_dynamics
+
+    return load_dynamics(path)[1]
+
+
+def _scratch_stages(cfg: dict) -> list[Stage]:
+    from dexndm.pipeline.scratch import scratch_stages
+
+    return scratch_stages(cfg)
+
+
+def _env_task(task: dict) -> dict[str, Any]:
+    return {"object_set": task["object_set"], "wrist": task["wrist"], "axes": task["axes"],
+            "episode_steps": int(task["episode_steps"])}
+
+
+def _domain_key(domain: Any) -> Any:
+    """A domain as cache input: a preset name, or a file path with its content hash."""
+    p = Path(str(domain))
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return {"path": str(p), "sha256": file_digest(p)}
+    return domain

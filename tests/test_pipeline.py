@@ -1,0 +1,91 @@
+"""`dexndm pipeline` end to end at tiny sizes: every report file appears, stages cache and
+rerun on request, and a bad domain is refused before any stage runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from dexndm.apps.pipeline import run
+from dexndm.conf import register
+from dexndm.models.generalist import GeneralistModule
+from dexndm.models.lit_dynamics import DynamicsModule
+from dexndm.sim.observations import deploy_layout
+
+J = 16
+
+
+def _save(module, path: Path) -> str:
+    ckpt = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(ckpt)
+    torch.save(ckpt, path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    """Tiny stand-ins for the released generalist and sim-pretrained dynamics checkpoints."""
+    d = tmp_path_factory.mktemp("released")
+    torch.manual_seed(0)
+    dim = deploy_layout().dim
+    gen = GeneralistModule(hidden=8, blocks=1, stats={"mean": [0.0] * dim, "std": [1.0] * dim})
+    torch.nn.init.zeros_(gen.net.mlp.out.weight)          # a still hand: every episode survives
+    torch.nn.init.zeros_(gen.net.mlp.out.bias)
+    stats = {k: [0.0] * J for k in ("q_mean", "a_mean", "dq_mean")} | {k: [1.0] * J for k in ("q_std", "a_std")}
+    stats["dq_std"] = [0.01] * J
+    out = {"generalist": _save(gen, d / "generalist.ckpt")}
+    for variant in ("jointwise", "wholehand"):
+        out[variant] = _save(DynamicsModule(variant, window=10, hidden=8, depth=1, stats=stats), d / f"{variant}.ckpt")
+    return out
+
+
+def _cfg(out_dir: Path, released: dict, tiny_env_cfg: dict, extra: list[str] = ()):
+    register()
+    env = {k: v for k, v in tiny_env_cfg.items() if k in ("object_names", "grasp_dir", "grasp", "randomization", "nthread")}
+    with initialize_config_module(config_module="dexndm.conf", version_base=None):
+        cfg = compose(config_name="pipeline", overrides=[
+            f"out_dir={out_dir}", "domain=latency", f"checkpoints.generalist={released['generalist']}",
+            f"checkpoints.jointwise={released['jointwise']}", f"checkpoints.wholehand={released['wholehand']}",
+            "task.episode_steps=24", "sim_rollouts.episodes=4", "sim_rollouts.num_envs=4",
+            "chaos_box.episodes=2", "chaos_box.num_envs=2", "chaos_box.balls=4",
+            "finetune.max_epochs=1", "residual.max_epochs=1", "evaluate.seeds=[0,1,2]", "evaluate.episodes=2",
+            "evaluate.num_envs=2", "video.enabled=false", *extra])
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain["env"] = env
+    return plain
+
+
+def test_tiny_pipeline_writes_the_report_and_caches_stages(tmp_path, released, tiny_env_cfg):
+    report = run(_cfg(tmp_path, released, tiny_env_cfg))
+    for name in ("report.json", "results.md", "results.csv", "results.png"):
+        assert (tmp_path / name).is_file(), name
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert set(data["methods"]) == {"direct", "dexndm", "wholehand"}
+    for method in data["methods"].values():
+        assert {"rot_rad", "ttf"} <= set(method)
+        assert method["ttf"]["n"] == 3 and 0.0 <= method["ttf"]["mean"] <= 1.0
+    assert data["domain"] == "latency" and len(data["checkpoints"]["generalist"]) == 64
+    assert report["methods"] == data["methods"]
+    stamp = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/stage.json")}
+    assert len(stamp) == 7                                  # every stage but the (disabled) video
+    again = run(_cfg(tmp_path, released, tiny_env_cfg))     # all cached: nothing reruns
+    assert all(v == 0.0 for v in again["timings"].values())
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/stage.json")} == stamp
+    forced = run(_cfg(tmp_path, released, tiny_env_cfg, ["force=[evaluate]"]))
+    assert forced["timings"]["evaluate"] > 0 and forced["timings"]["chaos_box"] == 0.0
+
+
+def test_bad_domain_and_missing_checkpoint_are_refused_up_front(tmp_path, released, tiny_env_cfg):
+    bad = _cfg(tmp_path / "a", released, tiny_env_cfg, ["domain=no_such_domain"])
+    with pytest.raises(Exception, match="no_such_domain"):
+        run(bad)
+    assert not (tmp_path / "a").exists()
+    missing = _cfg(tmp_path / "b", released, tiny_env_cfg, ["checkpoints.generalist=/nope/g.ckpt"])
+    with pytest.raises(FileNotFoundError, match="generalist checkpoint"):
+        run(missing)

@@ -1,0 +1,42 @@
+"""Pipeline stage caching: a finished stage is reused, a changed input or force reruns it,
+and an interrupted stage (no marker) reruns."""
+
+import json
+
+import pytest
+
+from dexndm.pipeline.cache import MARKER, Stage, StageRunner
+
+
+def _counting_stage(calls: list, value: dict):
+    def fn(stage_dir, inputs):
+        calls.append(dict(inputs))
+        (stage_dir / "out.txt").write_text(json.dumps(inputs))
+        return {"out": str(stage_dir / "out.txt"), "n": len(calls)}
+    return Stage("a", fn, lambda results: dict(value), "test stage")
+
+
+def test_cached_stage_is_skipped_until_inputs_change_or_forced(tmp_path):
+    calls: list = []
+    inputs = {"episodes": 4}
+    stage = _counting_stage(calls, inputs)
+    first = StageRunner(tmp_path, log=lambda m: None).run(stage)
+    again = StageRunner(tmp_path, log=lambda m: None).run(stage)
+    assert len(calls) == 1 and again == first
+    inputs["episodes"] = 8
+    StageRunner(tmp_path, log=lambda m: None).run(_counting_stage(calls, inputs))
+    assert len(calls) == 2
+    StageRunner(tmp_path, force={"a"}, log=lambda m: None).run(_counting_stage(calls, inputs))
+    assert len(calls) == 3
+
+
+def test_interrupted_stage_leaves_no_marker_and_reruns(tmp_path):
+    def boom(stage_dir, inputs):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        StageRunner(tmp_path, log=lambda m: None).run(Stage("a", boom, lambda r: {}, ""))
+    assert not (tmp_path / "a" / MARKER).exists()
+    calls: list = []
+    StageRunner(tmp_path, log=lambda m: None).run(_counting_stage(calls, {}))
+    assert len(calls) == 1 and (tmp_path / "a" / MARKER).exists()
