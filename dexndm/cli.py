@@ -13,7 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pipeline": ("dexndm.apps.pipeline", "the sim-to-real loop end to end on a target domain, with a report (main job)"),
     "demo": ("dexndm.apps.demo", "roll out the rotation task in MuJoCo and render it"),
     "grasps": ("dexndm.apps.grasps", "build the grasp caches of an object set"),
-    "collect": ("dexndm.collect.cli", "collect target-domain transitions: `dexndm collect chaos_box|free_hand|base_waves|task_aware --out F ...`"),
+    "collect": ("dexndm.collect.cli", "collect target-domain transitions: `dexndm collect chaos_box|free_hand|base_waves|task_aware --out F [--hand sim|emulated|leap] ...`"),
     "train": ("dexndm.apps.train", "train a model of the zoo: `dexndm train experiment=jointwise_pretrain ...`"),
     "rollout": ("dexndm.apps.rollout", "roll out PPO oracles; keep full-length trajectories as BC data (HDF5)"),
     "train_oracle": ("dexndm.apps.train_oracle", "train a PPO oracle for one object category (privileged obs)"),

@@ -165,3 +165,23 @@ def test_bad_config_is_refused_with_the_key(tiny_env_cfg):
         make_env(tiny_env_cfg, object_names=["cuboids/99"])
     with pytest.raises(ValueError, match="randomization.object_mass"):
         make_env(tiny_env_cfg, randomization={"object_mass": [0.05, 0.01]})
+
+
+def test_grasp_cache_falls_back_to_relaxed_grasps(tmp_path):
+    """An impossible fingertip criterion (the object starts in the palm, which must stay free) still yields a cache,
+    from the relaxed settings, and the file says so; without fallback it is a clear error."""
+    from dexndm.sim import grasps as G
+    from dexndm.sim import orientations as ori
+    from dexndm.sim.domain import load_domain
+    from dexndm.sim.objects import object_set
+
+    shape = object_set("cuboids")[0]
+    strict = G.GraspConfig(candidates=16, rounds=1, min_grasps=1, palm_blend=(1.0, 1.0), min_tip_contacts=4)
+    dom, g = load_domain("nominal"), ori.gravity_directions("palm_up")[0]
+    rows = G.ensure_cache(tmp_path, dom, shape, 0.8, "palm_up", g, cfg=strict)
+    assert len(rows) >= 1
+    with np.load(G.cache_path(tmp_path, shape, 0.8, "palm_up", strict)) as data:
+        assert bool(data["relaxed"])
+    no_fallback = G.GraspConfig(candidates=16, rounds=1, min_grasps=1, max_shift=1e-6, fallback=False)
+    with pytest.raises(RuntimeError, match="no stable grasp"):
+        G.ensure_cache(tmp_path, dom, shape, 0.8, "palm_up", g, cfg=no_fallback)

@@ -8,7 +8,8 @@ import shutil
 import pytest
 import torch
 
-from dexndm.deploy.export import (BUNDLE_SCHEMA_VERSION, BundleError, export_bundle, load_bundle, sha256_file)
+from dexndm.deploy.export import (BUNDLE_SCHEMA_VERSION, DEVIATION_SAMPLES, BundleError, export_bundle, load_bundle,
+                                  quantize_int8, sha256_file)
 from dexndm.deploy.testing import write_tiny_checkpoints
 from dexndm.hand.constants import JOINT_LOWER, JOINT_NAMES, JOINT_UPPER
 from dexndm.models.deploy_policy import DeployPolicy
@@ -69,6 +70,7 @@ def test_manifest_contents(bundle_dir, ckpts) -> None:
     assert m["normalization"]["residual"]["q_std"] == pytest.approx([0.6] * 16)
     assert m["domain"] == "latency" and m["hand"] == "leap"
     assert m["policy"]["sha256"] == sha256_file(bundle_dir / "policy.pt")
+    assert m["policy"]["precision"] == "fp32" and m["policy"]["quantization"] is None
     assert not list(bundle_dir.parent.glob(".*exporting*"))          # atomic: no temporary left
 
 
@@ -91,6 +93,7 @@ def _tampered(bundle_dir, tmp_path, edit):
     (lambda m: m.update(control_rate_hz=30.0), "30.0 Hz"),
     (lambda m: m.update(action_scale=0.1), "action scale"),
     (lambda m: m.pop("observation"), "malformed"),
+    (lambda m: m["policy"].update(precision="fp16"), "unknown precision"),
 ])
 def test_mismatched_bundles_refused(bundle_dir, tmp_path, edit, match) -> None:
     with pytest.raises(BundleError, match=match):
@@ -133,3 +136,57 @@ def test_export_app_and_overwrite(ckpts, tmp_path) -> None:
     with pytest.raises(ValueError, match="joint order"):
         export_bundle(bad, tmp_path / "d")
     assert not (tmp_path / "d").exists()
+
+
+# -- int8 --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def int8_dir(ckpts, tmp_path_factory):
+    gen, res = ckpts
+    return export_bundle(gen, tmp_path_factory.mktemp("q") / "bundle", res, precision="int8")
+
+
+def test_int8_bundle_matches_quantised_module(ckpts, int8_dir) -> None:
+    """int8: the bundle equals the quantised PyTorch module within 1e-5, really runs int8 kernels,
+    and differs from fp32 by about what the manifest reports."""
+    gen, res = ckpts
+    bundle = load_bundle(int8_dir)
+    module, _ = DeployPolicy.from_checkpoints(gen, res)
+    qmodule = quantize_int8(module)
+    assert bundle.precision == "int8"
+    assert "quantized" in bundle.policy.inlined_graph.__str__()           # dynamic int8 linear ops
+    assert not any(type(m) is torch.nn.Linear for m in qmodule.modules())     # every Linear replaced
+    dev = 0.0
+    for batch, seed in ((1, 0), (7, 1), (1, 2)):
+        x = _inputs(batch, seed)
+        with torch.no_grad():
+            for a, b, c in zip(qmodule(*x), bundle(*x), module(*x)):
+                assert float((a - b).abs().max()) <= 1e-5
+                dev = max(dev, float((b - c).abs().max()))
+    q = bundle.manifest["policy"]["quantization"]
+    reported = q["max_abs_dev_vs_fp32_rad"]
+    assert q["deviation_samples"] == DEVIATION_SAMPLES and q["dtype"] == "qint8"
+    assert 0 < reported["target"] <= reported["command"] <= 0.01        # the residual's error adds on top
+    assert 1e-6 < dev < 0.05                                            # quantised, but close to fp32
+
+
+def test_int8_refused_beyond_max_deviation(ckpts, tmp_path) -> None:
+    gen, res = ckpts
+    with pytest.raises(ValueError, match="precision=fp32"):
+        export_bundle(gen, tmp_path / "q", res, precision="int8", max_int8_deviation=1e-7)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        export_bundle(gen, tmp_path / "q", res, precision="fp16")
+    assert not (tmp_path / "q").exists() and not list(tmp_path.glob(".*exporting*"))
+
+
+def test_bundle_without_precision_is_fp32(bundle_dir, tmp_path) -> None:
+    """Bundles written before the precision option load as fp32."""
+    assert load_bundle(_tampered(bundle_dir, tmp_path, lambda m: m["policy"].pop("precision"))).precision == "fp32"
+
+
+def test_export_app_int8(ckpts, tmp_path, capsys) -> None:
+    from dexndm.apps.export import run
+
+    gen, res = ckpts
+    out = run({"generalist": str(gen), "residual": str(res), "out": str(tmp_path / "b"), "precision": "int8"})
+    assert out["manifest"]["policy"]["precision"] == "int8" and "max |command|" in capsys.readouterr().out

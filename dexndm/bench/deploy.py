@@ -7,10 +7,16 @@ every packet its wire time at the configured baud rate (4 Mbaud, return delay 0)
 emulated motors follow their goals (no physics: a real hand's physics costs the loop
 nothing), and the loop runs unpaced, so every figure is pure per-tick work.
 
-``inference_p50_ms / inference_p99_ms``  observation build + bundle forward
+The same checkpoints are exported twice, ``precision=fp32`` and ``precision=int8``
+(dynamic int8 Linear layers, :mod:`dexndm.deploy.export`), and both run in this process,
+the bundle-only timings interleaved in rounds so background load falls on both alike:
+
+``inference_p50_ms / inference_p99_ms``  observation build + bundle forward (fp32; ``int8_`` prefix: int8)
 ``bus_read_p99_ms / bus_send_p99_ms``    one 16-motor sync read / goal sync write
 ``tick_p50_ms / tick_p99_ms``            read + inference + send
 ``inference_only_p99_ms``                the bundle alone, called back to back
+``int8_over_fp32_p50 / _p99``            int8 / fp32 bundle-only latency (< 1: int8 is faster)
+``int8_max_dev_command_rad``             int8 vs fp32 command, from the int8 manifest
 Goals: ``inference_p99_ms`` < 2 and ``tick_p99_ms`` < 10 on one core.
 """
 
@@ -42,52 +48,73 @@ class _BenchHand(LeapHand):
         return self.last_command.copy()
 
 
-def _inference_only(bundle, n: int) -> np.ndarray:
+def _inference_only(bundles: dict[str, object], n: int, rounds: int = 10) -> dict[str, np.ndarray]:
+    """Bundle-only latency (ms) [n] per bundle, measured in ``rounds`` interleaved rounds."""
     g = torch.Generator().manual_seed(0)
-    obs = torch.randn(1, bundle.layout.dim, generator=g)
+    first = next(iter(bundles.values()))
+    obs = torch.randn(1, first.layout.dim, generator=g)
     q = torch.as_tensor(hc.CANONICAL_POSE, dtype=torch.float32)[None]
-    out = np.empty(n)
+    out = {k: [] for k in bundles}
     with torch.no_grad():
-        for _ in range(20):
-            bundle(obs, q, q)
-        for i in range(n):
-            t = time.perf_counter()
-            bundle(obs, q, q)
-            out[i] = time.perf_counter() - t
-    return out * 1e3
+        for bundle in bundles.values():
+            for _ in range(20):
+                bundle(obs, q, q)
+        for _ in range(rounds):
+            for name, bundle in bundles.items():
+                for _ in range(max(1, n // rounds)):
+                    t = time.perf_counter()
+                    bundle(obs, q, q)
+                    out[name].append(time.perf_counter() - t)
+    return {k: np.asarray(v) * 1e3 for k, v in out.items()}
+
+
+def _loop_timing(bundle, port: str, ticks: int) -> dict[str, float]:
+    """The deploy loop's per-tick timing (ms) for ``bundle`` on the emulated bus at ``port``."""
+    hand = _BenchHand(LeapHandConfig(port=port, baudrate=BAUDRATE))
+    hand.connect()
+    try:
+        cfg = LoopConfig(duration_s=ticks / 20.0, realtime=False, handle_sigint=False, keep_trace=False,
+                         watchdog_s=1.0)
+        rep = DeployLoop(hand, bundle, cfg, history=bundle.history).run()
+    finally:
+        hand.close()
+    if rep.reason != "duration":
+        raise RuntimeError(f"bench loop stopped early: {rep.reason}: {rep.message}")
+    return {**rep.timing, "ticks": rep.ticks}
 
 
 def run(quick: bool = False) -> dict:
-    """Per-tick latency breakdown (ms) of the deploy loop at 4 Mbaud on one CPU thread."""
+    """Per-tick latency breakdown (ms) of the deploy loop at 4 Mbaud on one CPU thread, fp32 and int8."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     ticks = 100 if quick else 600
     try:
         with tempfile.TemporaryDirectory() as tmp:
             gen, res = write_tiny_checkpoints(tmp, hidden=1024, blocks=5, res_hidden=256, res_depth=2)
-            bundle = load_bundle(export_bundle(gen, Path(tmp) / "bundle", res))
-            alone = _inference_only(bundle, ticks)
+            bundles = {p: load_bundle(export_bundle(gen, Path(tmp) / f"bundle_{p}", res, precision=p))
+                       for p in ("fp32", "int8")}
+            alone = _inference_only(bundles, ticks)
             with DynamixelEmulator(ids=range(hc.NUM_JOINTS), baudrate=BAUDRATE) as emu:
-                hand = _BenchHand(LeapHandConfig(port=emu.port, baudrate=BAUDRATE))
-                hand.connect()
-                try:
-                    cfg = LoopConfig(duration_s=ticks / 20.0, realtime=False, handle_sigint=False, keep_trace=False,
-                                     watchdog_s=1.0)
-                    rep = DeployLoop(hand, bundle, cfg, history=bundle.history).run()
-                finally:
-                    hand.close()
+                loops = {p: _loop_timing(b, emu.port, ticks) for p, b in bundles.items()}
     finally:
         torch.set_num_threads(threads)
-    t = rep.timing
+    t, t8 = loops["fp32"], loops["int8"]
+    p50 = {k: float(np.percentile(v, 50)) for k, v in alone.items()}
+    p99 = {k: float(np.percentile(v, 99)) for k, v in alone.items()}
+    dev = bundles["int8"].manifest["policy"]["quantization"]["max_abs_dev_vs_fp32_rad"]
     return {
-        "ticks": rep.ticks, "baudrate": BAUDRATE, "torch_threads": 1,
+        "ticks": t["ticks"], "baudrate": BAUDRATE, "torch_threads": 1,
         "inference_p50_ms": t["inference_p50_ms"], "inference_p99_ms": t["inference_p99_ms"],
-        "inference_only_p50_ms": float(np.percentile(alone, 50)),
-        "inference_only_p99_ms": float(np.percentile(alone, 99)),
+        "inference_only_p50_ms": p50["fp32"], "inference_only_p99_ms": p99["fp32"],
         "bus_read_p50_ms": t["read_p50_ms"], "bus_read_p99_ms": t["read_p99_ms"],
         "bus_send_p50_ms": t["send_p50_ms"], "bus_send_p99_ms": t["send_p99_ms"],
         "tick_p50_ms": t["total_p50_ms"], "tick_p99_ms": t["total_p99_ms"], "tick_max_ms": t["total_max_ms"],
-        "overruns": t["overruns"], "reason": rep.reason,
+        "overruns": t["overruns"],
+        "int8_inference_p50_ms": t8["inference_p50_ms"], "int8_inference_p99_ms": t8["inference_p99_ms"],
+        "int8_inference_only_p50_ms": p50["int8"], "int8_inference_only_p99_ms": p99["int8"],
+        "int8_tick_p50_ms": t8["total_p50_ms"], "int8_tick_p99_ms": t8["total_p99_ms"],
+        "int8_over_fp32_p50": p50["int8"] / p50["fp32"], "int8_over_fp32_p99": p99["int8"] / p99["fp32"],
+        "int8_max_dev_target_rad": dev["target"], "int8_max_dev_command_rad": dev["command"],
     }
 
 

@@ -15,12 +15,28 @@ checks all of it against this code and refuses a mismatched, unknown, tampered o
 bundle with a message saying what to do.  The manifest is JSON and ``policy.pt`` a
 TorchScript archive (tensors and TorchScript code only; no Python pickle is loaded).
 
+Precision (``precision=fp32|int8``, recorded in ``manifest.policy.precision``):
+
+* ``fp32`` (default): exact, the bundle equals the PyTorch module within ``EXPORT_TOLERANCE``.
+* ``int8``: dynamic int8 quantisation of every ``nn.Linear`` (weights int8 per output
+  channel, activations quantised per call from their range; ``torch.ao.quantization.
+  quantize_dynamic``).  The paper-size generalist (1024 wide, 5 blocks, ~16M parameters,
+  64 MB fp32) is memory-bandwidth bound at batch 1; int8 weights are a quarter of the
+  bytes (``dexndm bench deploy`` reports both).  The traced bundle is checked against the
+  quantised module within ``EXPORT_TOLERANCE``, and against the fp32 module on
+  ``DEVIATION_SAMPLES`` batch-1 inputs: the largest deviation of target and command (rad)
+  goes into ``manifest.policy.quantization``, and an export whose command deviates by more
+  than ``max_int8_deviation`` is refused.  torch 2.13 marks ``torch.ao.quantization``
+  deprecated in favour of torchao's ``quantize_``, whose tensor subclasses do not
+  TorchScript; the ao path is the one that traces, saves and loads here.
+
 ONNX: ``torch.onnx.export`` in torch 2.13 needs ``onnxscript`` (not a dependency); the
 TorchScript file is the supported format.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import hashlib
 import json
@@ -45,6 +61,11 @@ MANIFEST = "manifest.json"
 POLICY_FILE = "policy.pt"
 #: Bundle outputs must equal the PyTorch module's within this (radians).
 EXPORT_TOLERANCE = 1e-5
+PRECISIONS = ("fp32", "int8")
+#: Batch-1 inputs on which an int8 bundle's deviation from the fp32 module is measured.
+DEVIATION_SAMPLES = 128
+#: Default refusal threshold for an int8 bundle's command deviation from fp32 (rad; ~13 encoder ticks).
+MAX_INT8_DEVIATION = 0.01
 
 
 class BundleError(ValueError):
@@ -70,6 +91,35 @@ def _example(policy: DeployPolicy, batch: int, seed: int = 0) -> tuple[torch.Ten
     prev = lo + (hi - lo) * torch.rand(batch, hc.NUM_JOINTS, generator=g)
     obs = policy.base.obs_mean + policy.base.obs_std * torch.randn(batch, policy.base.obs_dim, generator=g)
     return obs, q, prev
+
+
+def quantize_int8(policy: DeployPolicy) -> torch.nn.Module:
+    """A dynamically int8-quantised copy of ``policy`` (every ``nn.Linear``; weights per output
+    channel); ``policy`` itself is untouched.  Raises RuntimeError naming what is missing if
+    this torch build has no quantised CPU engine."""
+    engines = [e for e in torch.backends.quantized.supported_engines if e != "none"]
+    if not engines:
+        raise RuntimeError("precision=int8 needs a quantised CPU engine (fbgemm/x86 or qnnpack) and this torch "
+                           "build has none; export with precision=fp32")
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():     # "torch.ao.quantization is deprecated": see the module docstring
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        return quantize_dynamic(copy.deepcopy(policy).eval(), {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                dtype=torch.qint8)
+
+
+def int8_deviation(fp32: DeployPolicy, int8: torch.nn.Module, samples: int = DEVIATION_SAMPLES) -> dict[str, float]:
+    """Largest |int8 - fp32| (rad) of target and command over ``samples`` batch-1 inputs (the
+    deploy batch: dynamic quantisation scales activations per call)."""
+    dev = {"target": 0.0, "command": 0.0}
+    with torch.no_grad():
+        for s in range(samples):
+            x = _example(fp32, 1, 1000 + s)
+            for key, a, b in zip(dev, fp32(*x), int8(*x)):
+                dev[key] = max(dev[key], float((a - b).abs().max()))
+    return dev
 
 
 def trace_policy(policy: DeployPolicy) -> torch.jit.ScriptModule:
@@ -120,7 +170,8 @@ def build_manifest(policy: DeployPolicy, meta: dict[str, Any], *, parents: dict[
 
 
 def export_bundle(generalist: str | os.PathLike, out: str | os.PathLike, residual: str | os.PathLike | None = None,
-                  *, domain: Any = None, hand: str = "leap", history: int = 10, overwrite: bool = False) -> Path:
+                  *, domain: Any = None, hand: str = "leap", history: int = 10, overwrite: bool = False,
+                  precision: str = "fp32", max_int8_deviation: float | None = MAX_INT8_DEVIATION) -> Path:
     """Write a bundle directory ``out`` from a generalist (and optional residual) checkpoint.
 
     Written into a temporary sibling and renamed into place: a failed export leaves nothing.
@@ -135,15 +186,40 @@ def export_bundle(generalist: str | os.PathLike, out: str | os.PathLike, residua
     if domain is None and res_meta.get("dynamics_ckpt"):
         domain = {"from_residual_dynamics": res_meta["dynamics_ckpt"]}
     return write_bundle(policy, meta, out, parents=parents, domain=domain, hand=hand, history=history,
-                        overwrite=overwrite)
+                        overwrite=overwrite, precision=precision, max_int8_deviation=max_int8_deviation)
+
+
+def _precision_module(policy: DeployPolicy, precision: str,
+                      max_int8_deviation: float | None) -> tuple[torch.nn.Module, dict[str, Any] | None]:
+    """(module to trace, ``manifest.policy.quantization`` or None) for ``precision``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return policy, None
+    qpolicy = quantize_int8(policy)
+    dev = int8_deviation(policy, qpolicy)
+    if max_int8_deviation is not None and not dev["command"] <= max_int8_deviation:
+        raise ValueError(f"int8 quantisation moves the command by up to {dev['command']:.4g} rad from fp32 "
+                         f"(> max_int8_deviation {max_int8_deviation:g} rad over {DEVIATION_SAMPLES} inputs); "
+                         "export with precision=fp32, or raise max_int8_deviation if that error is acceptable")
+    linears = sum(isinstance(m, torch.nn.Linear) for m in policy.modules())
+    return qpolicy, {"scheme": "dynamic", "dtype": "qint8", "weights": "per output channel",
+                     "activations": "per call, from their range", "layers": f"{linears} nn.Linear",
+                     "api": "torch.ao.quantization.quantize_dynamic", "engine": torch.backends.quantized.engine,
+                     "torch": torch.__version__, "max_abs_dev_vs_fp32_rad": dev, "deviation_samples": DEVIATION_SAMPLES,
+                     "max_int8_deviation_rad": max_int8_deviation}
 
 
 def write_bundle(policy: DeployPolicy, meta: dict[str, Any], out: str | os.PathLike, *, parents: dict[str, Any],
-                 domain: Any = None, hand: str = "leap", history: int = 10, overwrite: bool = False) -> Path:
-    """Trace ``policy``, write ``policy.pt`` and ``manifest.json`` atomically into directory ``out``."""
+                 domain: Any = None, hand: str = "leap", history: int = 10, overwrite: bool = False,
+                 precision: str = "fp32", max_int8_deviation: float | None = MAX_INT8_DEVIATION) -> Path:
+    """Trace ``policy`` (quantised first for ``precision="int8"``), write ``policy.pt`` and
+    ``manifest.json`` atomically into directory ``out``."""
     out = Path(out)
-    traced = trace_policy(policy)
+    module, quantization = _precision_module(policy.eval(), precision, max_int8_deviation)
+    traced = trace_policy(module)
     manifest = build_manifest(policy, meta, parents=parents, domain=domain, hand=hand, history=history)
+    manifest["policy"].update(precision=precision, quantization=quantization)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.exporting-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -180,6 +256,11 @@ class Bundle:
     def sha256(self) -> str:
         return str(self.manifest["policy"]["sha256"])
 
+    @property
+    def precision(self) -> str:
+        """``fp32`` or ``int8`` (bundles written before the option existed are fp32)."""
+        return str(self.manifest["policy"].get("precision", "fp32"))
+
     def __call__(self, obs: torch.Tensor, q: torch.Tensor, prev_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.policy(obs, q, prev_target)
 
@@ -214,11 +295,14 @@ def check_manifest(m: Any, path: Path) -> ObsLayout:
         lower, upper = np.asarray(lim["lower"], float), np.asarray(lim["upper"], float)
         scale, rate = float(m["action_scale"]), float(m["control_rate_hz"])
         m["policy"]["sha256"], m["policy"]["file"]
+        precision = m["policy"].get("precision", "fp32")
     except (KeyError, TypeError, ValueError) as e:
         raise _refuse(path, f"malformed or mismatched manifest ({e})", reexport) from None
     if lower.shape != (hc.NUM_JOINTS,) or not (np.allclose(lower, hc.JOINT_LOWER, atol=1e-6)
                                                and np.allclose(upper, hc.JOINT_UPPER, atol=1e-6)):
         raise _refuse(path, "its joint limits differ from this code's (dexndm.hand.constants)", reexport)
+    if precision not in PRECISIONS:
+        raise _refuse(path, f"unknown precision {precision!r} (this code runs {PRECISIONS})", reexport)
     if abs(scale - ACTION_SCALE) > 1e-9:
         raise _refuse(path, f"action scale {scale} differs from this code's {ACTION_SCALE}", reexport)
     if abs(rate - CONTROL_RATE_HZ) > 1e-9:
@@ -244,7 +328,13 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise _refuse(path, f"policy file {pfile.name!r} is missing", "re-export it")
     if sha256_file(pfile) != manifest["policy"]["sha256"]:
         raise _refuse(path, f"{pfile.name} does not match the manifest's sha256 (modified or corrupted)", "re-export it")
-    policy = torch.jit.load(str(pfile), map_location="cpu").eval()
+    try:
+        policy = torch.jit.load(str(pfile), map_location="cpu").eval()
+    except RuntimeError as e:
+        if manifest["policy"].get("precision") == "int8":
+            raise _refuse(path, f"this torch build cannot load its int8 (quantised) policy ({str(e).splitlines()[0]})",
+                          "re-export it with precision=fp32, or install a torch with a quantised CPU engine") from e
+        raise
     for p in policy.parameters():
         p.requires_grad_(False)
     return Bundle(path, manifest, policy, layout)

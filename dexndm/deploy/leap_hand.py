@@ -191,8 +191,12 @@ class LeapHand:
         return self.bus.read("hardware_error_status", dxl_id, allow_alert=True)
 
     def describe(self) -> dict:
-        """What the recording stores as its domain: this is the real hand, with its bus settings."""
-        return {"name": "leap_real", "params": dataclasses.asdict(self.config)}
+        """What the recording stores as its domain: this is the real hand, with its bus settings.
+        The serial port is left out: it names a USB slot, not the hand, and a resumed collection
+        must not be refused because the adapter came back as another /dev entry."""
+        params = dataclasses.asdict(self.config)
+        params.pop("port", None)
+        return {"name": "leap_real", "params": params}
 
     def start_target(self) -> np.ndarray:
         """Where a run starts by default on hardware: the canonical grasp pose (paper, Isaac order

@@ -182,5 +182,5 @@ class DynamicsModule(L.LightningModule):
 def best_checkpoint_callback(dirpath: str | os.PathLike, monitor: str = "val/loss") -> L.pytorch.callbacks.ModelCheckpoint:
     """Keep the checkpoint with the lowest eval loss (Appendix C) plus ``last.ckpt``."""
     return L.pytorch.callbacks.ModelCheckpoint(dirpath=str(dirpath), monitor=monitor, mode="min", save_top_k=1,
-                                               save_last=True, filename="best-{epoch}-{step}",
+                                               save_last=True, filename="best-e{epoch:03d}-s{step}",
                                                auto_insert_metric_name=False)

@@ -41,9 +41,9 @@ def scratch_stages(cfg: dict) -> list[Stage]:
         return {"out": str(d / "oracle_rollouts.h5"), "kept": report["kept"], "attempted": report["attempted"]}
 
     def generalist(d: Path, i: dict) -> dict:
-        from dexndm.pipeline.training import train_experiment
+        from dexndm.pipeline.training import quote, train_experiment
 
-        return train_experiment("generalist", d, [f"sim_data={i['data']}", f"seed={seed}",
+        return train_experiment("generalist", d, [f"sim_data={quote(i['data'])}", f"seed={seed}",
                                                   f"trainer.max_epochs={s['generalist_epochs']}",
                                                   "~callbacks.progress", "+trainer.enable_progress_bar=false"])
 
@@ -58,9 +58,9 @@ def scratch_stages(cfg: dict) -> list[Stage]:
 
     def pretrain(variant: str):
         def fn(d: Path, i: dict) -> dict:
-            from dexndm.pipeline.training import train_experiment
+            from dexndm.pipeline.training import quote, train_experiment
 
-            return train_experiment(f"{variant}_pretrain", d, [f"sim_data={i['data']}", f"seed={seed}",
+            return train_experiment(f"{variant}_pretrain", d, [f"sim_data={quote(i['data'])}", f"seed={seed}",
                                                                 f"trainer.max_epochs={s['pretrain_epochs']}",
                                                                 "~callbacks.progress",
                                                                 "+trainer.enable_progress_bar=false"])

@@ -108,12 +108,12 @@ def build_stages(cfg: dict) -> list[Stage]:
 
 def _finetune_stage(cfg: dict, variant: str, pretrained) -> Stage:
     def fn(d: Path, i: dict) -> dict:
-        from dexndm.pipeline.training import train_experiment
+        from dexndm.pipeline.training import quote, train_experiment
 
         f = cfg["finetune"]
         net = _dynamics_meta(i["pretrained"])["config"]       # fine-tune the pretrained architecture as it is
         return train_experiment(f"{variant}_finetune", d, [
-            f"real_data={i['data']}", f"pretrained={i['pretrained']}", f"seed={cfg['seed']}",
+            f"real_data={quote(i['data'])}", f"pretrained={quote(i['pretrained'])}", f"seed={cfg['seed']}",
             f"model.hidden={net['hidden']}", f"model.depth={net['depth']}", f"data.window={net['window']}",
             f"model.delta={net['delta']}",
             f"trainer.max_epochs={f['max_epochs']}", f"data.batch_size={f['batch_size']}", f"model.lr={f['lr']}",
@@ -126,12 +126,12 @@ def _finetune_stage(cfg: dict, variant: str, pretrained) -> Stage:
 
 def _residual_stage(cfg: dict, variant: str) -> Stage:
     def fn(d: Path, i: dict) -> dict:
-        from dexndm.pipeline.training import train_experiment
+        from dexndm.pipeline.training import quote, train_experiment
 
         r = cfg["residual"]
         window = _dynamics_meta(i["dynamics"])["window"]       # the residual's windows are the model's
         return train_experiment("residual", d, [
-            f"sim_data={i['data']}", f"dynamics_ckpt={i['dynamics']}", f"seed={cfg['seed']}", f"data.window={window}",
+            f"sim_data={quote(i['data'])}", f"dynamics_ckpt={quote(i['dynamics'])}", f"seed={cfg['seed']}", f"data.window={window}",
             f"trainer.max_epochs={r['max_epochs']}", f"data.batch_size={r['batch_size']}",
             f"model.res_weight={r['res_weight']}", f"model.max_residual={r['max_residual']}",
             "~callbacks.progress", "+trainer.enable_progress_bar=false"])

@@ -21,8 +21,16 @@ def compose_train(experiment: str, out_dir: Path, overrides: list[str]) -> "Dict
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     with initialize_config_module(config_module="dexndm.conf", version_base=None):
-        return compose(config_name="train", overrides=[f"experiment={experiment}", f"out_dir={out_dir}",
+        return compose(config_name="train", overrides=[f"experiment={experiment}", f"out_dir={quote(out_dir)}",
                                                        "logger=none", *overrides])
+
+
+def quote(value) -> str:
+    """A value as a Hydra override string: quoted, so paths with '=', spaces or commas pass intact."""
+    text = str(value)
+    if "'" in text:
+        raise ValueError(f"cannot pass {text!r} as a Hydra override (it contains a single quote); rename it")
+    return f"'{text}'"
 
 
 def train_experiment(experiment: str, out_dir: Path, overrides: list[str]) -> dict:

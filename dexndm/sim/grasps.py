@@ -6,7 +6,9 @@ fingertips' convergence point, close the hand on it without gravity (object damp
 then switch gravity on in the requested wrist orientation and hold with zero action,
 as an episode starts.  A grasp is kept when the object stays within ``max_shift`` of
 where it settled, at least ``min_tip_contacts`` fingertips touch it (the thumb among
-them when ``require_thumb``) and, unless ``allow_palm_contact``, the palm does not.
+them when ``require_thumb``) and, unless ``allow_palm_contact``, the palm does not.  A
+shape/scale with no such grasp (small or odd objects) falls back to ``GraspConfig.relaxed``
+(recorded as ``relaxed`` in the cache file) rather than stopping training or evaluation.
 
 Fingertip grasps are what make rotation learnable: power grasps (object pressed into
 the palm, fingers wrapped round it, which a deeper squeeze and a start closer to the
@@ -45,6 +47,9 @@ from dexndm.sim.scene import OBJECT_BODY, SensorLayout, build_object_model, fing
 
 CACHE_VERSION = 4
 GRASP_ROW = 2 * hc.NUM_JOINTS + 7
+#: What ``GraspConfig.relaxed`` changes.
+RELAXED = {"pre_close": (0.0, 0.6), "squeeze": (0.1, 0.8), "palm_blend": (0.0, 0.9), "min_tip_contacts": 2,
+           "require_thumb": False, "allow_palm_contact": True}
 
 
 @dataclass
@@ -69,6 +74,7 @@ class GraspConfig:
     require_thumb: bool = True                    # the thumb tip among them
     allow_palm_contact: bool = False              # keep grasps where the object touches the palm
     seed: int = 0                                 # candidates' random stream (a cache never depends on the env seed)
+    fallback: bool = True                         # none found: retry with RELAXED (power grasps allowed)
 
     def __post_init__(self) -> None:
         for name in ("pre_close", "squeeze", "palm_blend"):
@@ -84,6 +90,11 @@ class GraspConfig:
             raise ValueError(f"grasp.min_tip_contacts must be in 1..{len(hc.FINGERTIP_BODIES)}")
         if self.mass <= 0 or self.friction <= 0 or self.max_shift <= 0:
             raise ValueError("grasp.mass, grasp.friction and grasp.max_shift must be > 0")
+
+    def relaxed(self) -> "GraspConfig":
+        """The fallback for shapes/scales with no fingertip grasp: wrap-around grasps touching the
+        palm, two fingertips, deeper squeeze (what the v3 caches used for every object)."""
+        return dataclasses.replace(self, **RELAXED, fallback=False)
 
     def key(self) -> str:
         """Short hash of every setting that changes which grasps are generated."""
@@ -224,12 +235,20 @@ def ensure_cache(root: Path, domain: Domain, shape: ObjectShape, scale: float, o
         if sum(len(f) for f in found) >= cfg.min_grasps:
             break
     rows = np.concatenate(found)
+    relaxed = False
+    if len(rows) == 0 and cfg.fallback:
+        loose = cfg.relaxed()
+        for _ in range(cfg.rounds):
+            found.append(generate_grasps(domain, shape, scale, gravity_dir, cfg=loose, rng=rng, nthread=nthread))
+            if sum(len(f) for f in found) >= cfg.min_grasps:
+                break
+        rows, relaxed = np.concatenate(found), True
     if len(rows) == 0:
         raise RuntimeError(f"no stable grasp found for {shape.name} at scale {scale:.3f}, orientation {orientation} "
                            f"after {cfg.rounds * cfg.candidates} candidates; the object may not fit the hand. "
                            "Loosen env.grasp (e.g. env.grasp.allow_palm_contact=true, env.grasp.min_tip_contacts=2, "
                            "a wider env.grasp.squeeze) or drop this scale.")
     save_cache(path, rows, {"object": shape.name, "scale": scale, "orientation": orientation,
-                            "gravity_dir": np.asarray(gravity_dir, dtype=float), "grasp_config": json.dumps(
-                                dataclasses.asdict(cfg), sort_keys=True)})
+                            "gravity_dir": np.asarray(gravity_dir, dtype=float), "relaxed": relaxed,
+                            "grasp_config": json.dumps(dataclasses.asdict(cfg), sort_keys=True)})
     return rows
