@@ -233,3 +233,10 @@ def test_cli_hand_path(grasp_dir, tmp_path, capsys) -> None:
     assert cli_main(["base_waves", "--hand", "leap", "--port", str(tmp_path / "ttyUSB9"), "--out", str(missing),
                      "--episodes", "1", "--quiet"]) == 1
     assert "cannot open Dynamixel port" in capsys.readouterr().err and not missing.exists()
+
+
+def test_key_value_spelling_maps_to_options():
+    from dexndm.collect.cli import key_value_args
+
+    assert key_value_args(["strategy=chaos_box", "hand=leap", "out=a=b.h5", "noise_prob=0.5", "--seed", "3"]) == [
+        "chaos_box", "--hand", "leap", "--out", "a=b.h5", "--noise-prob", "0.5", "--seed", "3"]

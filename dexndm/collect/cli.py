@@ -101,8 +101,23 @@ def _collect_on_hand(args: argparse.Namespace, progress) -> int:
     return EXIT[summary["reason"]]
 
 
+def key_value_args(argv: list[str]) -> list[str]:
+    """Accept the ``key=value`` spelling of the other commands too: ``strategy=chaos_box hand=leap
+    out=f.h5`` -> ``chaos_box --hand leap --out f.h5`` (underscores in keys become dashes)."""
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and not arg.startswith("-") and key.replace("_", "").isalnum():
+            out += [value] if key == "strategy" else [f"--{key.replace('_', '-')}", value]
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    import sys
+
+    args = _parser().parse_args(key_value_args(list(sys.argv[1:] if argv is None else argv)))
     progress = False if args.quiet else "auto"
     if args.hand is not None:
         from dexndm.deploy.bus import BusError
