@@ -54,3 +54,12 @@ def test_every_command_module_has_a_main():
 
     for name, (module, _) in cli.COMMANDS.items():
         assert callable(getattr(importlib.import_module(module), "main", None)), name
+
+
+def test_eval_dynamics_subcommand_dispatches(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["eval", "dynamics", "--help"])
+    assert exc.value.code == 0
+    assert "--ckpt" in capsys.readouterr().out

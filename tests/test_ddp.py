@@ -7,7 +7,6 @@ import json
 
 import lightning as L
 import pytest
-import torch
 
 from datamodules import TrajectoryDataModule
 from dexndm.data.synthetic import write_random_file

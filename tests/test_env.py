@@ -9,7 +9,6 @@ import pytest
 import torch
 from torchrl.envs.utils import check_env_specs
 
-from dexndm.hand import constants as hc
 from dexndm.sim import make_env
 from dexndm.sim.metrics import EPISODE_METRICS
 from dexndm.sim.objects import object_set

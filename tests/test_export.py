@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dexndm.deploy.export import (BUNDLE_SCHEMA_VERSION, DEVIATION_SAMPLES, BundleError, export_bundle, load_bundle,
-                                  quantize_int8, sha256_file)
+                                  quantize_int8)
+from dexndm.files import file_sha256
 from dexndm.deploy.testing import write_tiny_checkpoints
 from dexndm.hand.constants import JOINT_LOWER, JOINT_NAMES, JOINT_UPPER
 from dexndm.models.deploy_policy import DeployPolicy
@@ -64,12 +65,12 @@ def test_manifest_contents(bundle_dir, ckpts) -> None:
     assert m["observation"]["history"] == 10 and m["observation"]["layout"] == deploy_layout(10).to_dict()
     assert m["control_rate_hz"] == 20.0 and m["action_scale"] == pytest.approx(1 / 24)
     assert m["joint_limits"]["lower"] == pytest.approx(list(JOINT_LOWER))
-    assert m["parents"]["generalist"]["sha256"] == sha256_file(gen)
-    assert m["parents"]["residual"]["sha256"] == sha256_file(res)
+    assert m["parents"]["generalist"]["sha256"] == file_sha256(gen)
+    assert m["parents"]["residual"]["sha256"] == file_sha256(res)
     assert len(m["normalization"]["obs"]["mean"]) == deploy_layout().dim
     assert m["normalization"]["residual"]["q_std"] == pytest.approx([0.6] * 16)
     assert m["domain"] == "latency" and m["hand"] == "leap"
-    assert m["policy"]["sha256"] == sha256_file(bundle_dir / "policy.pt")
+    assert m["policy"]["sha256"] == file_sha256(bundle_dir / "policy.pt")
     assert m["policy"]["precision"] == "fp32" and m["policy"]["quantization"] is None
     assert not list(bundle_dir.parent.glob(".*exporting*"))          # atomic: no temporary left
 

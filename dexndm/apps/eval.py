@@ -103,9 +103,19 @@ def _hydra_main(cfg: DictConfig) -> None:
     print(f"[eval] report: {report['paths']['md']} (+ .csv, .json)")
 
 
-def main() -> None:
+def main() -> int | None:
+    """``dexndm eval key=value ...`` evaluates policies; ``dexndm eval dynamics --ckpt ... --eval ...``
+    benchmarks dynamics checkpoints (the same tool as ``dexndm eval-dynamics``)."""
+    import sys
+
+    if sys.argv[1:2] == ["dynamics"]:
+        from dexndm.eval import dynamics
+
+        sys.argv = ["dexndm eval dynamics", *sys.argv[2:]]
+        return dynamics.main(sys.argv[1:])
     register()
     _hydra_main()
+    return None
 
 
 if __name__ == "__main__":

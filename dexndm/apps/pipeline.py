@@ -27,7 +27,8 @@ def _plain(cfg) -> dict:
 
 def run(cfg: DictConfig | dict, console: Console | None = None) -> dict:
     """Run (or resume) the pipeline described by ``cfg``; returns the report dict."""
-    from dexndm.pipeline.cache import StageRunner, file_digest
+    from dexndm.files import file_sha256
+    from dexndm.pipeline.cache import StageRunner
     from dexndm.pipeline.report import write_report
     from dexndm.pipeline.stages import build_stages
     from dexndm.sim.domain import load_domain
@@ -61,7 +62,7 @@ def run(cfg: DictConfig | dict, console: Console | None = None) -> dict:
     ev = runner.results["evaluate"]
     checkpoints = {"generalist": ev["generalist"], **{f"residual_{m}": p for m, p in ev["residuals"].items()}}
     report = write_report(out_dir, domain=str(cfg["domain"]), source_domain=str(cfg["source_domain"]),
-                          per_seed=ev["per_seed"], checkpoints={k: file_digest(v) for k, v in checkpoints.items()},
+                          per_seed=ev["per_seed"], checkpoints={k: file_sha256(v) for k, v in checkpoints.items()},
                           settings=cfg, timings=runner.timings,
                           extras={"video": runner.results.get("video", {}).get("video"),
                                   "checkpoint_paths": checkpoints})

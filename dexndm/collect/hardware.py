@@ -51,7 +51,8 @@ from typing import Any, NoReturn
 import numpy as np
 
 from dexndm.collect.progress import CollectProgress
-from dexndm.collect.sources import SourceSequences, file_sha256
+from dexndm.collect.sources import SourceSequences
+from dexndm.files import file_sha256
 from dexndm.collect.strategies import (MID_RANGE, PLACEHOLDER_AXIS, _single_gravity, noisy_replay, sample_wave_spec,
                                        wave_targets)
 from dexndm.data.writer import TrajectoryWriter

@@ -8,7 +8,6 @@ uniformly among the trajectories whose ``gravity_dir`` matches the wrist orienta
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -23,13 +22,6 @@ from dexndm.hand import constants as hc
 GRAVITY_TOLERANCE = 0.1
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (hex), for the provenance of collected data."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass

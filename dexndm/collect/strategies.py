@@ -37,7 +37,8 @@ import torch
 from tensordict import TensorDict
 
 from dexndm.collect.progress import CollectProgress
-from dexndm.collect.sources import SourceSequences, file_sha256
+from dexndm.collect.sources import SourceSequences
+from dexndm.files import file_sha256
 from dexndm.data.writer import TrajectoryWriter
 from dexndm.hand import constants as hc
 from dexndm.sim import orientations as ori

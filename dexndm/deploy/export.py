@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import hashlib
 import json
 import os
 import shutil
@@ -54,6 +53,7 @@ from dexndm.hand import constants as hc
 from dexndm.models.deploy_policy import DeployPolicy
 from dexndm.sim.control import ACTION_SCALE, CONTROL_RATE_HZ
 from dexndm.sim.observations import ObsLayout, deploy_layout
+from dexndm.files import file_sha256
 
 BUNDLE_FORMAT = "dexndm.bundle"
 BUNDLE_SCHEMA_VERSION = 1
@@ -72,12 +72,6 @@ class BundleError(ValueError):
     """A bundle that this code cannot run safely; the message says why and what to do."""
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _floats(t: torch.Tensor) -> list[float]:
@@ -180,8 +174,8 @@ def export_bundle(generalist: str | os.PathLike, out: str | os.PathLike, residua
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; choose another out= or pass overwrite=true")
     policy, meta = DeployPolicy.from_checkpoints(generalist, residual)
-    parents = {"generalist": {"path": str(generalist), "sha256": sha256_file(generalist)},
-               "residual": None if residual is None else {"path": str(residual), "sha256": sha256_file(residual)}}
+    parents = {"generalist": {"path": str(generalist), "sha256": file_sha256(generalist)},
+               "residual": None if residual is None else {"path": str(residual), "sha256": file_sha256(residual)}}
     res_meta = meta.get("residual") or {}
     if domain is None and res_meta.get("dynamics_ckpt"):
         domain = {"from_residual_dynamics": res_meta["dynamics_ckpt"]}
@@ -226,7 +220,7 @@ def write_bundle(policy: DeployPolicy, meta: dict[str, Any], out: str | os.PathL
     tmp.mkdir()
     try:
         traced.save(str(tmp / POLICY_FILE))
-        manifest["policy"]["sha256"] = sha256_file(tmp / POLICY_FILE)
+        manifest["policy"]["sha256"] = file_sha256(tmp / POLICY_FILE)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if out.exists():
             if not overwrite:
@@ -326,7 +320,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     pfile = path / manifest["policy"]["file"]
     if not pfile.is_file():
         raise _refuse(path, f"policy file {pfile.name!r} is missing", "re-export it")
-    if sha256_file(pfile) != manifest["policy"]["sha256"]:
+    if file_sha256(pfile) != manifest["policy"]["sha256"]:
         raise _refuse(path, f"{pfile.name} does not match the manifest's sha256 (modified or corrupted)", "re-export it")
     try:
         policy = torch.jit.load(str(pfile), map_location="cpu").eval()

@@ -19,8 +19,6 @@ environment whose observation layout differs from the one it was trained on.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,6 +26,7 @@ from typing import Any, Mapping
 import torch
 
 from dexndm.hand import constants as hc
+from dexndm.files import file_sha256
 
 J = hc.NUM_JOINTS
 KINDS: tuple[str, ...] = ("zero", "oracle", "generalist")
@@ -109,12 +108,6 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _existing(path: str, what: str) -> Path:

@@ -10,7 +10,6 @@ stage has none and reruns; stages that write HDF5 continue their files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -21,13 +20,6 @@ from typing import Any, Callable
 MARKER = "stage.json"
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 (hex) of a file's bytes: what identifies a checkpoint or dataset."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -18,7 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dexndm.pipeline.cache import Stage, file_digest
+from dexndm.files import file_sha256
+from dexndm.pipeline.cache import Stage
 
 METHODS = ("direct", "dexndm", "wholehand")
 
@@ -53,7 +54,7 @@ def build_stages(cfg: dict) -> list[Stage]:
                               num_envs=cfg["sim_rollouts"]["num_envs"], seed=seed, env=cfg.get("env"))
 
     stages.append(Stage("sim_rollouts", sim_rollouts, lambda r: {
-        "generalist": generalist(r), "generalist_sha256": file_digest(generalist(r)),
+        "generalist": generalist(r), "generalist_sha256": file_sha256(generalist(r)),
         "domain": cfg["source_domain"], "task": task, "env": cfg.get("env"), **cfg["sim_rollouts"]},
         "roll out the generalist in the source domain"))
 
@@ -120,7 +121,7 @@ def _finetune_stage(cfg: dict, variant: str, pretrained) -> Stage:
             "~callbacks.progress", "+trainer.enable_progress_bar=false"])
 
     return Stage(f"finetune_{variant}", fn, lambda r: {
-        "data": r["chaos_box"]["out"], "pretrained": pretrained(r), "pretrained_sha256": file_digest(pretrained(r)),
+        "data": r["chaos_box"]["out"], "pretrained": pretrained(r), "pretrained_sha256": file_sha256(pretrained(r)),
         **cfg["finetune"]}, f"fine-tune the sim-pretrained {variant} dynamics on the Chaos Box data")
 
 
@@ -162,5 +163,5 @@ def _domain_key(domain: Any) -> Any:
     """A domain as cache input: a preset name, or a file path with its content hash."""
     p = Path(str(domain))
     if p.suffix in (".yaml", ".yml") and p.is_file():
-        return {"path": str(p), "sha256": file_digest(p)}
+        return {"path": str(p), "sha256": file_sha256(p)}
     return domain

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
 
 from dexndm.conf import register
 
 
-def compose_train(experiment: str, out_dir: Path, overrides: list[str]) -> "DictConfig":  # noqa: F821
+def compose_train(experiment: str, out_dir: Path, overrides: list[str]) -> DictConfig:
     """The composed ``train`` config of ``experiment`` with ``overrides`` and ``out_dir`` set."""
     register()
     if GlobalHydra.instance().is_initialized():

@@ -21,7 +21,6 @@ continued run may attempt more in total), and the environment is seeded with
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -36,17 +35,12 @@ from dexndm.rl.checkpoint import load_oracle
 from dexndm.sim.config import EnvConfig
 from dexndm.sim.metrics import EPISODE_METRICS
 from dexndm.sim.observations import privileged_layout
+from dexndm.files import file_sha256
 
 J = hc.NUM_JOINTS
 _BLOWUP = EPISODE_METRICS.index("blowup")
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def derived_seed(seed: int, written: int) -> int:
