@@ -193,3 +193,16 @@ def test_init_from_warm_starts_weights_but_not_counters(tmp_path, tiny_env_cfg):
     bigger["ppo"] = dict(bigger.get("ppo", {}), hidden=[32])
     with pytest.raises(ValueError, match="differs from ppo.hidden"):
         PPOTrainer(bigger)
+
+
+def test_log_std_bounds_clamp_the_policy_scale():
+    from dexndm.rl.networks import ActorCritic
+
+    cfg = PPOConfig(hidden=[8], log_std_min=-0.5, log_std_max=0.2)
+    ac = ActorCritic(5, 3, cfg)
+    with torch.no_grad():
+        ac.log_std.copy_(torch.tensor([-3.0, 0.0, 3.0]))
+    _, scale = ac.policy(torch.zeros(2, 5))
+    torch.testing.assert_close(scale[0], torch.tensor([-0.5, 0.0, 0.2]).exp())
+    with pytest.raises(ValueError, match="log_std_min"):
+        PPOConfig(log_std_min=1.0, log_std_max=0.0)

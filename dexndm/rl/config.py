@@ -49,6 +49,8 @@ class PPOConfig:
     critic_hidden: list[int] | None = None   # None: the critic shares the actor's trunk (Hora)
     activation: str = "elu"
     init_log_std: float = 0.0         # state-independent, learnable log standard deviation
+    log_std_min: float | None = None  # floor on the policy's log std (keeps exploration alive); None: none
+    log_std_max: float | None = None  # ceiling; None: none
 
     def __post_init__(self) -> None:
         positive = ("horizon", "num_minibatches", "epochs", "lr", "kl_target", "min_lr", "max_lr", "clip",
@@ -68,6 +70,9 @@ class PPOConfig:
         for name in ("critic_coeff", "entropy_coeff", "bounds_coeff"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ppo.{name} must be >= 0")
+        if (self.log_std_min is not None and self.log_std_max is not None
+                and self.log_std_min > self.log_std_max):
+            raise ValueError(f"ppo.log_std_min={self.log_std_min} > ppo.log_std_max={self.log_std_max}")
         self.hidden = [int(h) for h in self.hidden]
         if self.critic_hidden is not None:
             self.critic_hidden = [int(h) for h in self.critic_hidden]

@@ -49,6 +49,9 @@ class ActorCritic(nn.Module):
         self.mu = nn.Linear(cfg.hidden[-1], act_dim)
         self.value_head = nn.Linear(critic_width, 1)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(cfg.init_log_std)))
+        # Adam moves a state-independent log std at a near-constant rate whenever its gradient keeps
+        # one sign (motion penalties: down; an entropy bonus: up); bounds stop it where set.
+        self.log_std_bounds = (cfg.log_std_min, cfg.log_std_max)
         self._trunk_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         # small initial mean: the first policy acts near zero (the grasp's targets)
         nn.init.normal_(self.mu.weight, std=0.01)
@@ -62,7 +65,9 @@ class ActorCritic(nn.Module):
             # hand the trunk's output to value_normalized so a minibatch costs one trunk pass
             self._trunk_cache = (obs, h)
         loc = self.mu(h)
-        return loc, self.log_std.exp().expand_as(loc)
+        lo, hi = self.log_std_bounds
+        log_std = self.log_std if lo is None and hi is None else self.log_std.clamp(lo, hi)
+        return loc, log_std.exp().expand_as(loc)
 
     def value_normalized(self, obs: torch.Tensor) -> torch.Tensor:
         """Standardised value ``[B, 1]`` (what the critic regresses)."""
