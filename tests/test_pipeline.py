@@ -89,3 +89,22 @@ def test_bad_domain_and_missing_checkpoint_are_refused_up_front(tmp_path, releas
     missing = _cfg(tmp_path / "b", released, tiny_env_cfg, ["checkpoints.generalist=/nope/g.ckpt"])
     with pytest.raises(FileNotFoundError, match="generalist checkpoint"):
         run(missing)
+
+
+def test_side_by_side_video(tmp_path, tiny_env_cfg):
+    from dexndm.deploy.testing import write_tiny_checkpoints
+    from dexndm.pipeline.video import side_by_side
+    from dexndm.sim.render import gl_available
+
+    ok, reason = gl_available()
+    if not ok:
+        pytest.skip(reason)
+    gen, res = write_tiny_checkpoints(tmp_path)
+    env = {k: v for k, v in tiny_env_cfg.items() if k != "num_envs"}
+    out = side_by_side(f"generalist:{gen}", f"generalist:{gen}+residual:{res}", env, tmp_path / "v.gif", steps=6,
+                       width=64, height=48)
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(out["video"])
+    assert len(frames) == 4 and frames[0].shape[:2] == (48, 128)        # 7 states, every 2nd; two panels
+    assert set(out) == {"video", "direct_rot_rad", "dexndm_rot_rad"}

@@ -92,11 +92,10 @@ def build_stages(cfg: dict) -> list[Stage]:
 
     if cfg["video"]["enabled"]:
         def video(d: Path, i: dict) -> dict:
-            from dexndm.models.deploy_policy import DeployPolicy
             from dexndm.pipeline.video import side_by_side
 
-            direct, _ = DeployPolicy.from_checkpoints(i["generalist"])
-            ours, _ = DeployPolicy.from_checkpoints(i["generalist"], i["residual"])
+            direct = f"generalist:{i['generalist']}"
+            ours = f"generalist:{i['generalist']}+residual:{i['residual']}"
             env_cfg = {**dict(cfg.get("env") or {}), **_env_task(task), "domain": cfg["domain"]}
             return side_by_side(direct, ours, env_cfg, d / "direct_vs_dexndm.gif", steps=int(cfg["video"]["steps"]),
                                 seed=seed)

@@ -2,7 +2,8 @@
 pipeline's "direct transfer vs DexNDM" clip).
 
 Both runs use one environment with the same seed, so they start from the same grasp; the
-policies are ``DeployPolicy`` (base chain + residual sent through ``target_offset``).
+policies are ``dexndm eval`` policy specs (``generalist:G[+residual:R]``), stepped exactly as the
+evaluation steps them (base chain + residual sent through ``target_offset``).
 Rendering needs offscreen OpenGL (``dexndm.sim.render.gl_available``); without it the
 caller gets a clear reason and no file.
 """
@@ -13,31 +14,23 @@ from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
-import torch
 
-from dexndm.models.deploy_policy import DeployPolicy
+from dexndm.eval.policies import load_policy
 from dexndm.sim import make_env
 from dexndm.sim.render import gl_available, render_states
 
 
-def policy_states(policy: DeployPolicy, env_cfg: dict, steps: int, seed: int) -> tuple[object, np.ndarray, float]:
+def policy_states(spec: str, env_cfg: dict, steps: int, seed: int) -> tuple[object, np.ndarray, float]:
     """(model of env 0, full-physics states [steps + 1, nstate], radians rotated about the axis)."""
+    policy = load_policy(spec)
     env = make_env(env_cfg, num_envs=1, seed=seed)
     try:
+        policy.check_env(env)
         td = env.reset()
         model = env.physics.models[0]
         states = [env.physics.state[0].copy()]
         for _ in range(steps):
-            obs = td["policy_obs"]
-            q = torch.as_tensor(env.deploy.history[:, -1, 0], dtype=torch.float32)
-            prev = torch.as_tensor(env.control.target, dtype=torch.float32)
-            with torch.no_grad():
-                target, command = policy(obs, q, prev)
-            action = ((target - prev) / policy.action_scale).clamp(-1.0, 1.0)
-            td["action"] = action
-            td["target_offset"] = command - target
-            out = env.step(td)
-            nxt = out["next"]
+            nxt = env.step(policy.step_input(td, env))["next"]
             states.append(env.physics.state[0].copy())
             if bool(nxt["done"].any()):
                 break
@@ -48,10 +41,10 @@ def policy_states(policy: DeployPolicy, env_cfg: dict, steps: int, seed: int) ->
         env.close()
 
 
-def side_by_side(left: DeployPolicy, right: DeployPolicy, env_cfg: dict, out: Path, *, steps: int = 200,
+def side_by_side(left: str, right: str, env_cfg: dict, out: Path, *, steps: int = 200,
                  seed: int = 0, labels: tuple[str, str] = ("direct", "dexndm"), width: int = 320,
                  height: int = 240) -> dict:
-    """Write ``out`` (GIF) with ``left`` and ``right`` side by side; returns what each rotated."""
+    """Write ``out`` (GIF) with policy specs ``left`` and ``right`` side by side; returns what each rotated."""
     ok, reason = gl_available()
     if not ok:
         return {"video": None, "reason": reason}
