@@ -30,7 +30,9 @@ def run(cfg: DictConfig | dict) -> dict:
 
     cfg = to_plain(OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg)
     if not cfg.get("bundle"):
-        raise ValueError("deploy: give an exported bundle, e.g. 'bundle=outputs/.../bundle' (make one with dexndm export)")
+        raise ValueError("deploy: give an exported bundle, e.g. 'bundle=bundles/mine'; make one from the released "
+                         "generalist with 'dexndm export generalist=checkpoints/generalist/generalist.ckpt "
+                         "out=bundles/mine'")
     bundle = load_bundle(cfg["bundle"])
     spec = HandSpec.from_dict(cfg.get("hand") or {})
     loop_cfg = build_config(LoopConfig, cfg.get("loop"), "loop")
