@@ -184,3 +184,18 @@ def test_grasp_cache_falls_back_to_relaxed_grasps(tmp_path):
     no_fallback = G.GraspConfig(candidates=16, rounds=1, min_grasps=1, max_shift=1e-6, fallback=False)
     with pytest.raises(RuntimeError, match="no stable grasp"):
         G.ensure_cache(tmp_path, dom, shape, 0.8, "palm_up", g, cfg=no_fallback)
+
+
+@pytest.mark.parametrize("max_sag, ends", [(0.02, True), (None, False)])
+def test_sinking_along_gravity_ends_the_episode(tiny_env_cfg, max_sag, ends):
+    """An object 2.5 cm lower along gravity (within drop_distance) is a drop only with max_sag set.
+    Palm down, gravity off: 'lower' is away from the palm, into free space, where it stays."""
+    env = make_env(tiny_env_cfg, domain={"physics": {"gravity": 0.0}}, randomization={"enabled": False},
+                   max_sag=max_sag, wrist="palm_down")
+    td = env.reset()
+    oq = env.sampler.object_qpos
+    env.physics.qpos[:, oq:oq + 3] += 0.025 * env.gravity_dir
+    td["action"] = torch.zeros(env.batch_size[0], 16)
+    out = env.step(td)["next"]
+    assert bool(out["terminated"].all()) == ends
+    env.close()

@@ -206,3 +206,21 @@ def test_log_std_bounds_clamp_the_policy_scale():
     torch.testing.assert_close(scale[0], torch.tensor([-0.5, 0.0, 0.2]).exp())
     with pytest.raises(ValueError, match="log_std_min"):
         PPOConfig(log_std_min=1.0, log_std_max=0.0)
+
+
+def test_resume_of_a_checkpoint_older_than_a_setting(tmp_path, tiny_env_cfg):
+    """A checkpoint written before env.max_sag existed resumes only with the old behaviour (null)."""
+    from dexndm.rl.checkpoint import from_json, save_checkpoint, to_json
+
+    train(tiny_cfg(dict(tiny_env_cfg, max_sag=None), tmp_path, iterations=1))
+    path = tmp_path / "checkpoints" / "last.pt"
+    ckpt = load_checkpoint(path)
+    cfg = from_json(ckpt["config"])
+    del cfg["env"]["max_sag"]                                   # as an older dexndm wrote it
+    ckpt["config"] = to_json(cfg)
+    save_checkpoint(path, {k: v for k, v in ckpt.items() if k != "format"})
+    with pytest.raises(ValueError, match="env.max_sag"):
+        PPOTrainer(tiny_cfg(tiny_env_cfg, tmp_path, iterations=2))          # the new default (0.02) differs
+    trainer = PPOTrainer(tiny_cfg(dict(tiny_env_cfg, max_sag=None), tmp_path, iterations=2))
+    assert trainer.resumed_from is not None
+    trainer.close()

@@ -47,6 +47,10 @@ from dexndm.sim.reward import TERMS
 #: Keys the update reads from a collected batch (the rest is dropped before minibatching).
 _UPDATE_KEYS = ("observation", "action", "action_log_prob", "loc", "scale", "advantage", "value_target",
                 "state_value")
+#: Settings added after checkpoints were written, with the value that reproduces the code before
+#: them: a checkpoint without the key resumes when the run sets that value (e.g. env.max_sag=null).
+_LEGACY_VALUES = {"env.max_sag": None, "ppo.log_std_min": None, "ppo.log_std_max": None, "env.grasp.seed": 0,
+                  "env.grasp.fallback": True}
 #: Config keys that may change when resuming (everything else must match the checkpoint).
 _RESUMABLE_CHANGES = {"total_frames", "device", "out_dir", "resume", "progress", "tensorboard", "print_every",
                       "keep_history", "checkpoint_every", "env.grasp_dir", "env.nthread", "env.grasp_generate",
@@ -112,6 +116,8 @@ class PPOTrainer:
         self.run_cfg = RunSettings.from_dict(self.cfg)
         self.ppo = PPOConfig.from_dict(self.cfg.get("ppo"))
         self.cfg["ppo"] = self.ppo.to_dict()
+        # every env setting, defaults included, so a resume compares what actually runs
+        self.cfg["env"] = from_json(to_json(EnvConfig.from_dict(self.cfg.get("env")).to_dict()))
         self.out_dir = Path(self.run_cfg.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.device = resolve_device(self.run_cfg.device)
@@ -173,11 +179,10 @@ class PPOTrainer:
         ckpt = load_checkpoint(path, map_location=self.device)
         saved = _flatten(from_json(ckpt["config"]))
         now = _flatten(self.cfg)
-        added = _flatten(from_json(to_json({"env": EnvConfig().to_dict(), "ppo": PPOConfig().to_dict()})))
         diff = sorted(k for k in set(saved) | set(now)
                       if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k)
-                      # a setting added to the code since the checkpoint, left at its default
-                      and not (k not in saved and k in added and now.get(k) == added[k]))
+                      # a setting added to the code since the checkpoint, set to what the code did before it
+                      and not (k not in saved and k in _LEGACY_VALUES and now.get(k) == _LEGACY_VALUES[k]))
         if diff:
             detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff[:8])
             raise ValueError(f"cannot resume from {path}: the config differs in {detail}. Resume with the "

@@ -58,6 +58,8 @@ class EnvConfig:
     deploy_history: int = 10                 # T
     privileged_history: int = 3
     drop_distance: float = 0.05              # m from where the object started: out of the hand
+    max_sag: float | None = 0.02             # m the object may sink along gravity (Hora's z threshold): a
+                                             # grasp that lets it settle into the palm ends the episode
     max_object_speed: float = 5.0            # m/s; faster = physics blow-up, env is reset
     goal_mode: bool = False                  # goal-oriented mode: random goal pose, axis towards it
     goal_success_angle: float = 0.1 * math.pi
@@ -79,6 +81,8 @@ class EnvConfig:
             raise ValueError("env.num_envs must be >= 1")
         if self.episode_steps < 1:
             raise ValueError("env.episode_steps must be >= 1")
+        if self.max_sag is not None and not self.max_sag > 0:
+            raise ValueError(f"env.max_sag must be > 0 (metres) or null, got {self.max_sag}")
         if self.deploy_history < 1 or self.privileged_history < 1:
             raise ValueError("env.deploy_history and env.privileged_history must be >= 1")
 

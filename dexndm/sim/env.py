@@ -228,7 +228,10 @@ class RotationEnv(EnvBase):
                 self.goal[reached] = self._waypoint(obj_quat[reached], self.axis[reached])
         self._terms = terms
 
-        dropped = np.linalg.norm(obj_pos - self.start_pos, axis=1) > self.cfg.drop_distance
+        shift = obj_pos - self.start_pos
+        dropped = np.linalg.norm(shift, axis=1) > self.cfg.drop_distance
+        if self.cfg.max_sag is not None:        # sinking along gravity: into the palm, or out of the fingers
+            dropped |= (shift * self.gravity_dir).sum(-1) > self.cfg.max_sag
         terminated = dropped & ~blowup
         reward = total_reward(self.cfg.reward, terms, self.env0_resets, dropped=terminated)
         reward[blowup] = 0.0
