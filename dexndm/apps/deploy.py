@@ -51,7 +51,8 @@ def run(cfg: DictConfig | dict) -> dict:
             writer = open_writer(rec["path"], domain=hand.describe(), source=source, config=cfg)
         recorder = SegmentRecorder(writer, int(rec.get("segment_ticks", 200)), with_object=hand.object_pose() is not None)
         commands = make_command_source(cmd.get("source"), int(cmd.get("port", 5555)))
-        loop = DeployLoop(hand, bundle, loop_cfg, history=bundle.history, recorder=recorder, commands=commands)
+        loop = DeployLoop(hand, bundle, loop_cfg, history=bundle.history, recorder=recorder, commands=commands,
+                          rate_hz=bundle.rate_hz, action_scale=bundle.action_scale)   # from the manifest
         print(f"[deploy] {spec.kind} hand, bundle {bundle.path}, axis {loop.axis.round(3).tolist()}, "
               f"{loop_cfg.duration_s:g} s" + (f", commands on udp 127.0.0.1:{commands.port}" if hasattr(commands, "port") else ""))
         report = loop.run()

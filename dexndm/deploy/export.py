@@ -251,6 +251,14 @@ class Bundle:
         return str(self.manifest["policy"]["sha256"])
 
     @property
+    def action_scale(self) -> float:
+        return float(self.manifest["action_scale"])
+
+    @property
+    def rate_hz(self) -> float:
+        return float(self.manifest["control_rate_hz"])
+
+    @property
     def precision(self) -> str:
         """``fp32`` or ``int8`` (bundles written before the option existed are fp32)."""
         return str(self.manifest["policy"].get("precision", "fp32"))

@@ -119,13 +119,14 @@ class DeployLoop:
     def __init__(self, hand: Any, policy: Policy, config: LoopConfig, *, history: int = 10,
                  recorder: SegmentRecorder | None = None, commands: CommandSource | None = None,
                  on_tick: Callable[[DeployLoop, int], None] | None = None,   # (loop, iteration): hooks, tests
-                 rate_hz: float = CONTROL_RATE_HZ) -> None:
+                 rate_hz: float = CONTROL_RATE_HZ, action_scale: float = ACTION_SCALE) -> None:
         config.validate()
         self.hand, self.policy, self.cfg = hand, policy, config
         self.recorder = recorder or SegmentRecorder(None)
         self.commands = commands or CommandSource()
         self.on_tick = on_tick
         self.period = 1.0 / rate_hz
+        self.action_scale = float(action_scale)      # only to record the relative action of each tick
         self.obs = DeployObservation(1, history)
         self.axis = parse_axis(config.axis)
         self.gravity = ori.gravity_directions(config.wrist)[0]
@@ -272,7 +273,7 @@ class DeployLoop:
                         break
                     continue
                 t3 = time.perf_counter()
-                last_action = (target - prev_target) / ACTION_SCALE
+                last_action = (target - prev_target) / self.action_scale
                 prev_target = target
                 tick += 1
                 rep.ticks = tick
