@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("MUJOCO_GL", "osmesa")
-
+import dexndm  # noqa: F401  (picks MUJOCO_GL before mujoco is imported)
 import numpy as np
 import pytest
 
