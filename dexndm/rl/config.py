@@ -49,6 +49,8 @@ class PPOConfig:
     critic_hidden: list[int] | None = None   # None: the critic shares the actor's trunk (Hora)
     activation: str = "elu"
     init_log_std: float = 0.0         # state-independent, learnable log standard deviation
+    noise_correlation: float = 0.0    # AR(1) correlation of exploration noise between steps (0: white;
+                                      # dexndm/rl/exploration.py)
     log_std_min: float | None = None  # floor on the policy's log std (keeps exploration alive); None: none
     log_std_max: float | None = None  # ceiling; None: none
 
@@ -58,6 +60,8 @@ class PPOConfig:
         bad = [k for k in positive if not getattr(self, k) > 0]
         if bad:
             raise ValueError(f"ppo: {bad} must be > 0, got {[getattr(self, k) for k in bad]}")
+        if not 0.0 <= self.noise_correlation < 1.0:
+            raise ValueError(f"ppo.noise_correlation must be in [0, 1), got {self.noise_correlation}")
         for name in ("gamma", "lmbda"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"ppo.{name} must be in [0, 1], got {getattr(self, name)}")

@@ -36,6 +36,7 @@ from dexndm.hand import constants as hc
 from dexndm.rl.checkpoint import capture_rng, from_json, load_checkpoint, restore_rng, save_checkpoint, to_json
 from dexndm.conf import to_plain
 from dexndm.rl.config import PPOConfig
+from dexndm.rl.exploration import CorrelatedNoiseActor
 from dexndm.rl.logger import TrainLogger
 from dexndm.rl.loss import AdaptiveLR, OraclePPOLoss
 from dexndm.rl.networks import ActorCritic, make_actor, make_critic
@@ -49,7 +50,8 @@ _UPDATE_KEYS = ("observation", "action", "action_log_prob", "loc", "scale", "adv
                 "state_value")
 #: Settings added after checkpoints were written, with the value that reproduces the code before
 #: them: a checkpoint without the key resumes when the run sets that value (e.g. env.max_sag=null).
-_LEGACY_VALUES = {"env.max_sag": None, "ppo.log_std_min": None, "ppo.log_std_max": None, "env.grasp.seed": 0,
+_LEGACY_VALUES = {"env.max_sag": None, "ppo.noise_correlation": 0.0, "env.gravity_start": 1.0,
+                  "env.gravity_ramp_steps": 0, "ppo.log_std_min": None, "ppo.log_std_max": None, "env.grasp.seed": 0,
                   "env.grasp.fallback": True}
 #: Config keys that may change when resuming (everything else must match the checkpoint).
 _RESUMABLE_CHANGES = {"total_frames", "device", "out_dir", "resume", "progress", "tensorboard", "print_every",
@@ -157,14 +159,20 @@ class PPOTrainer:
         elif self.run_cfg.init_from:
             self._init_weights(Path(str(self.run_cfg.init_from)))
 
+        # the behaviour policy: the actor's Gaussian, with white or time-correlated noise
+        self.explorer = (CorrelatedNoiseActor(self.model, self.ppo.noise_correlation)
+                         if self.ppo.noise_correlation > 0 else None)
         self.collector = Collector(
-            self.env, self.actor, frames_per_batch=self.frames_per_batch, total_frames=-1,
+            self.env, self.actor if self.explorer is None else self.explorer, frames_per_batch=self.frames_per_batch, total_frames=-1,
             env_device=self.env.device, policy_device=self.device, storing_device=self.device,
             track_traj_ids=False, auto_register_policy_transforms=False)
         if ckpt is not None:
             restore_rng(ckpt["rng"], self.env.rng)
             self.env.env0_resets = int(ckpt["counters"]["env0_resets"])
+            self.env.control_steps = int(ckpt["counters"].get("control_steps", 0))
         self.collector.reset()      # every run starts from a full reset (see module docstring)
+        if self.explorer is not None:
+            self.explorer.reset_noise()  # the collector's construction ran the policy once
         self._batches = iter(self.collector)
         self.logger = None
 
@@ -222,6 +230,7 @@ class PPOTrainer:
             "value_norm": self.model.value_norm.stats(),
             "schedule": self.schedule.state_dict(),
             "counters": {"iteration": self.iteration, "frames": self.frames, "env0_resets": int(env.env0_resets),
+                         "control_steps": int(env.control_steps),
                          "blowups": int(env.blowups)},
             "rng": capture_rng(env.rng),
             "wall_s": self._elapsed(),
@@ -243,6 +252,8 @@ class PPOTrainer:
             save_checkpoint(self.ckpt_dir / f"iter_{self.iteration:06d}.pt", payload)
         if reset:
             self.collector.reset()
+            if self.explorer is not None:
+                self.explorer.reset_noise()
         return path
 
     # ------------------------------------------------------------------ training
@@ -322,6 +333,7 @@ class PPOTrainer:
             "policy/value_clip_fraction": stats.get("value_clip_fraction"),
             "schedule/lr": self.schedule.lr, "schedule/reward_alpha": float(self.env.reward_alpha),
             "schedule/env0_resets": int(self.env.env0_resets),
+            "schedule/gravity_scale": float(self.env.gravity_scale),
             "perf/collect_fps": n / max(collect_s, 1e-9), "perf/update_fps": n / max(update_s, 1e-9),
             "perf/fps": n / max(collect_s + update_s, 1e-9), "env/blowups": int(self.env.blowups),
         }
