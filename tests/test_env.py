@@ -199,3 +199,24 @@ def test_sinking_along_gravity_ends_the_episode(tiny_env_cfg, max_sag, ends):
     out = env.step(td)["next"]
     assert bool(out["terminated"].all()) == ends
     env.close()
+
+
+def test_gravity_curriculum_scales_gravity_of_envs_reset_along_the_ramp(tiny_env_cfg):
+    env = make_env(tiny_env_cfg, gravity_start=0.0, gravity_ramp_steps=4)
+    g = env.domain.gravity
+    assert env.gravity_scale == 0.0
+    assert np.allclose([m.opt.gravity for m in env.physics.models], 0.0)   # reset at step 0: no gravity
+    td = env.reset()
+    for _ in range(2):
+        td["action"] = torch.zeros(env.batch_size[0], 16)
+        td = env.step(td)["next"]
+    assert env.gravity_scale == pytest.approx(0.5)
+    env.reset()
+    assert np.allclose([np.linalg.norm(m.opt.gravity) for m in env.physics.models], 0.5 * g)
+    env.control_steps = 10                                                    # past the ramp: full gravity
+    env.reset()
+    for m, d in zip(env.physics.models, env.gravity_dir):
+        np.testing.assert_allclose(m.opt.gravity, g * d)
+    env.close()
+    with pytest.raises(ValueError, match="gravity_start"):
+        make_env(tiny_env_cfg, gravity_start=1.5)

@@ -26,7 +26,7 @@ COLUMNS: tuple[str, ...] = (
     "loss/objective", "loss/critic", "loss/bounds", "loss/entropy",
     "policy/kl", "policy/kl_approx", "policy/entropy", "policy/log_std", "policy/clip_fraction",
     "policy/explained_variance", "policy/value_clip_fraction",
-    "schedule/lr", "schedule/reward_alpha", "schedule/env0_resets",
+    "schedule/lr", "schedule/reward_alpha", "schedule/env0_resets", "schedule/gravity_scale",
     "perf/collect_fps", "perf/update_fps", "perf/fps", "env/blowups",
 )
 

@@ -61,6 +61,8 @@ class EnvConfig:
     max_sag: float | None = 0.02             # m the object may sink along gravity (Hora's z threshold): a
                                              # grasp that lets it settle into the palm ends the episode
     max_object_speed: float = 5.0            # m/s; faster = physics blow-up, env is reset
+    gravity_start: float = 1.0               # gravity curriculum: scale of gravity at the first step ...
+    gravity_ramp_steps: int = 0              # ... rising linearly to 1 over this many control steps (0: off)
     goal_mode: bool = False                  # goal-oriented mode: random goal pose, axis towards it
     goal_success_angle: float = 0.1 * math.pi
     grasp_dir: str = "~/.cache/dexndm/grasps"
@@ -83,6 +85,9 @@ class EnvConfig:
             raise ValueError("env.episode_steps must be >= 1")
         if self.max_sag is not None and not self.max_sag > 0:
             raise ValueError(f"env.max_sag must be > 0 (metres) or null, got {self.max_sag}")
+        if not 0.0 <= self.gravity_start <= 1.0 or self.gravity_ramp_steps < 0:
+            raise ValueError(f"env.gravity_start must be in [0, 1] and env.gravity_ramp_steps >= 0, got "
+                             f"{self.gravity_start}, {self.gravity_ramp_steps}")
         if self.deploy_history < 1 or self.privileged_history < 1:
             raise ValueError("env.deploy_history and env.privileged_history must be >= 1")
 

@@ -67,7 +67,8 @@ class RotationEnv(EnvBase):
         self.substeps = self.domain.substeps
         self.dt = self.domain.control_dt
 
-        first = self.sampler.sample(self.rng, n)
+        self.control_steps = 0    # batched steps taken: the gravity curriculum's clock
+        first = self.sampler.sample(self.rng, n, gravity_scale=self.gravity_scale)
         self.physics = RolloutPhysics(first.models, self.substeps, cfg.nthread)
         self.sensors = SensorLayout.from_model(first.models[0])
         self._episode = first
@@ -124,7 +125,7 @@ class RotationEnv(EnvBase):
 
     # ------------------------------------------------------------------ reset
     def _reset_envs(self, ids: np.ndarray, episode=None) -> None:
-        episode = episode or self.sampler.sample(self.rng, len(ids))
+        episode = episode or self.sampler.sample(self.rng, len(ids), gravity_scale=self.gravity_scale)
         self.physics.set_models(ids, episode.models)
         qpos = np.tile(episode.models[0].qpos0, (len(ids), 1))
         q, target, pose = episode.grasp[:, :J], episode.grasp[:, J:2 * J], episode.grasp[:, 2 * J:]
@@ -185,6 +186,7 @@ class RotationEnv(EnvBase):
         if offset is not None:
             offset = offset.detach().to("cpu", torch.float64).numpy().reshape(n, J)
         ctrl = self.control.relative(action, offset)
+        self.control_steps += 1
 
         dr = self.cfg.randomization
         if dr.enabled and dr.disturbance_scale > 0:
@@ -300,6 +302,17 @@ class RotationEnv(EnvBase):
         return TensorDict(out, batch_size=[n], device=self.device)
 
     # ------------------------------------------------------------------ misc
+    @property
+    def gravity_scale(self) -> float:
+        """Gravity curriculum (``env.gravity_start``, ``env.gravity_ramp_steps``): the scale applied
+        to gravity in environments reset now.  Low gravity lets early exploration move the
+        fingers without dropping the object (Chen et al. 2021 use such a curriculum)."""
+        ramp = self.cfg.gravity_ramp_steps
+        if ramp <= 0:
+            return 1.0
+        frac = min(self.control_steps / ramp, 1.0)
+        return self.cfg.gravity_start + (1.0 - self.cfg.gravity_start) * frac
+
     @property
     def reward_alpha(self) -> float:
         """Current value (0..1) of the paper's alpha_rot schedule."""

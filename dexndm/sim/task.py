@@ -99,8 +99,9 @@ class TaskSampler:
                 nthread=self.cfg.nthread)
         return self._grasps[key]
 
-    def sample(self, rng: np.random.Generator, n: int) -> Episode:
-        """Draw ``n`` episodes (models are fresh copies, safe to modify)."""
+    def sample(self, rng: np.random.Generator, n: int, gravity_scale: float = 1.0) -> Episode:
+        """Draw ``n`` episodes (models are fresh copies, safe to modify); ``gravity_scale`` scales
+        the domain's gravity (a curriculum; the wrist orientation, i.e. its direction, is unchanged)."""
         dr = self.cfg.randomization
         obj = rng.integers(len(self.shapes), size=n)
         sbin = rng.integers(len(self.scales), size=n)
@@ -125,7 +126,7 @@ class TaskSampler:
         act = self.hand.actuator
         for k in range(n):
             model = copy.copy(self.model(int(obj[k]), int(sbin[k])))
-            model.opt.gravity[:] = self.domain.gravity * gravity[k]
+            model.opt.gravity[:] = gravity_scale * self.domain.gravity * gravity[k]
             set_object_properties(model, float(mass[k]), float(friction[k]))
             kp = self.domain.kp * kp_scale[k]
             model.actuator_gainprm[act, 0] = kp
