@@ -176,6 +176,22 @@ def test_train_oracle_app_composes_and_runs(tmp_path, grasp_dir):
     assert len(read_csv(tmp_path / "metrics.csv")) == 2
 
 
+def test_reward_presets_compose_onto_the_env_reward():
+    from hydra import compose, initialize_config_module
+
+    from dexndm.conf import register
+    from dexndm.sim.reward import RewardConfig
+
+    register()
+    with initialize_config_module(config_module="dexndm.conf", version_base=None):
+        paper = compose(config_name="train_oracle", overrides=["out_dir=x"]).env.reward
+        rotation = compose(config_name="train_oracle", overrides=["out_dir=x", "reward=rotation",
+                                                                  "env.reward.drop_penalty=7"]).env.reward
+    assert paper == RewardConfig().__dict__ | {"schedule_targets": ["rot", "offaxis"]}
+    assert rotation.alive_bonus == 0.0 and rotation.work == 0.0 and list(rotation.schedule_targets) == []
+    assert rotation.drop_penalty == 7 and rotation.rot_clip == 1.0     # command-line overrides win
+
+
 def test_init_from_warm_starts_weights_but_not_counters(tmp_path, tiny_env_cfg):
     src = tmp_path / "src"
     train(tiny_cfg(tiny_env_cfg, src, iterations=1))
