@@ -48,6 +48,17 @@ def test_penalty_terms_and_weights():
     assert total[0] == pytest.approx(expected)
 
 
+def test_position_term_is_distance_from_start_and_off_by_default():
+    disp = np.array([[0.03, -0.04, 0.0], [0.0, 0.0, 0.0]])
+    t = reward_terms(RewardConfig(), angvel=np.zeros((2, 3)), linvel=np.zeros((2, 3)), axis=np.tile([0.0, 0, 1], (2, 1)),
+                     q=np.zeros((2, 16)), q_init=np.zeros((2, 16)), torque=np.zeros((2, 6, 16)),
+                     qdot=np.zeros((2, 6, 16)), goal_angle=np.ones(2), displacement=disp)
+    assert t["position"] == pytest.approx([0.05, 0.0])
+    assert total_reward(RewardConfig(), t, resets=1000)[0] == pytest.approx(total_reward(RewardConfig(), t, 1000)[1])
+    away, home = total_reward(RewardConfig(position=4.0), t, resets=1000)
+    assert home - away == pytest.approx(4.0 * 0.05)
+
+
 def test_alive_bonus_while_held_and_drop_penalty_when_dropped():
     cfg = RewardConfig(alive_bonus=0.7, drop_penalty=3.0)
     t = {k: np.concatenate([v, v]) for k, v in terms_for([0, 0, 0]).items()}
@@ -97,5 +108,6 @@ def test_env_reward_terms_on_a_spinning_object(tiny_env_cfg, omega, rot, offaxis
     terms = dict(zip(TERMS, out["reward_terms"].T))
     torch.testing.assert_close(terms["rot"], torch.full((4,), rot), atol=2e-3, rtol=0)
     torch.testing.assert_close(terms["offaxis"], torch.full((4,), offaxis), atol=2e-3, rtol=0)
+    torch.testing.assert_close(terms["position"], torch.full((4,), 0.25), atol=2e-3, rtol=0)  # lifted 25 cm
     assert out["terminated"].all()  # 25 cm away from where it started: out of the hand
     env.close()

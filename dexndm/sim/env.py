@@ -222,15 +222,16 @@ class RotationEnv(EnvBase):
         if self.cfg.goal_mode:
             self.axis = quat.rotation_axis(obj_quat, self.final_goal)
         goal_angle = quat.angle_between(obj_quat, self.goal)
+        shift = obj_pos - self.start_pos
         terms = reward_terms(self.cfg.reward, angvel=angvel, linvel=linvel, axis=self.axis, q=q,
-                             q_init=self.q_init, torque=torque_sub, qdot=qdot_sub, goal_angle=goal_angle)
+                             q_init=self.q_init, torque=torque_sub, qdot=qdot_sub, goal_angle=goal_angle,
+                             displacement=shift)
         if not self.cfg.goal_mode:
             reached = goal_angle < np.deg2rad(self.cfg.reward.goal_threshold_deg)
             if reached.any():
                 self.goal[reached] = self._waypoint(obj_quat[reached], self.axis[reached])
         self._terms = terms
 
-        shift = obj_pos - self.start_pos
         dropped = np.linalg.norm(shift, axis=1) > self.cfg.drop_distance
         if self.cfg.max_sag is not None:        # sinking along gravity: into the palm, or out of the fingers
             dropped |= (shift * self.gravity_dir).sum(-1) > self.cfg.max_sag

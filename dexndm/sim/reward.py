@@ -3,7 +3,7 @@
     r = a_rot r_rot + a_goal r_goal + a_penalty r_penalty + r_alive  (- drop_penalty on a drop)
     r_rot     = clip(w . k, -c, c)                                   c = 0.5
     r_penalty = - a_rot |w x k|_1 - a_lin |v|^2 - a_pose |q - q_init|^2
-                - a_work |tau . qdot| - a_torque |tau|^2
+                - a_work |tau . qdot| - a_torque |tau|^2 - a_pos |p - p_0|
     r_goal    = clip(g_goal / (ang_diff(p, p_goal) + eps), 0, c_goal)
                 + g_bonus [ang_diff(p, p_goal) < c_threshold]
 
@@ -25,6 +25,13 @@ learned within 0.5M frames to drop the object at once (TTF 0.07: an early drop e
 the penalties).  ``alive_bonus`` (per step the object is held) and ``drop_penalty``
 (on the step it falls) are ours, not the paper's; they keep holding worth more than
 dropping while the policy still explores.
+
+``position`` (a_pos, ours, default 0) weighs the object's distance from where the
+episode started (metres).  The drop test only fires once the object is 5 cm away, so
+without it a policy that flings the object out in its first steps learns only from the
+one-off drop penalty; measured on a rotation-only oracle (cuboids, palm up), 31 of 48
+deterministic episodes ended that way within ~30 steps, all sideways.  The dense term
+gives the credit at every step on the way out.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TERMS: tuple[str, ...] = ("rot", "goal", "offaxis", "lin_vel", "pose", "work", "torque")
+TERMS: tuple[str, ...] = ("rot", "goal", "offaxis", "lin_vel", "pose", "work", "torque", "position")
 
 
 @dataclass
@@ -45,6 +52,7 @@ class RewardConfig:
     pose: float = 0.3                # a_pose
     work: float = 2.0                # a_work
     torque: float = 0.1              # a_torque
+    position: float = 0.0            # a_pos, per metre the object is from its start (ours, see above)
     penalty_weight: float = 1.0      # a_penalty
     goal_weight: float = 1.0         # a_goal
     goal_gain: float = 0.5           # g_goal
@@ -86,6 +94,7 @@ def reward_terms(
     torque: np.ndarray,     # [N, S, 16] actuator torques over the control step's substeps
     qdot: np.ndarray,       # [N, S, 16] joint velocities over the substeps
     goal_angle: np.ndarray,  # [N] angle (rad) between object and goal orientation
+    displacement: np.ndarray | None = None,  # [N, 3] object position minus its position at reset, m
 ) -> dict[str, np.ndarray]:
     """Unweighted terms ([N] each); penalties are positive magnitudes."""
     w_dot_k = (angvel * axis).sum(-1)
@@ -99,6 +108,7 @@ def reward_terms(
         "pose": ((q - q_init) ** 2).sum(-1),
         "work": np.abs((torque * qdot).sum(-1)).mean(-1),
         "torque": (torque ** 2).sum(-1).mean(-1),
+        "position": np.zeros(len(axis)) if displacement is None else np.linalg.norm(displacement, axis=-1),
     }
 
 
@@ -109,7 +119,7 @@ def total_reward(cfg: RewardConfig, terms: dict[str, np.ndarray], resets: int,
     rot_w = cfg.rot_weight * (s if "rot" in cfg.schedule_targets else 1.0)
     off_w = cfg.offaxis * (s if "offaxis" in cfg.schedule_targets else 1.0)
     penalty = (off_w * terms["offaxis"] + cfg.lin_vel * terms["lin_vel"] + cfg.pose * terms["pose"]
-               + cfg.work * terms["work"] + cfg.torque * terms["torque"])
+               + cfg.work * terms["work"] + cfg.torque * terms["torque"] + cfg.position * terms["position"])
     reward = rot_w * terms["rot"] + cfg.goal_weight * terms["goal"] - cfg.penalty_weight * penalty
     if dropped is None:
         return reward + cfg.alive_bonus
