@@ -3,7 +3,8 @@
     PYTHONPATH=. python experiments/eval_oracle.py CHECKPOINT [--envs 64] [--episodes 64] [--seed 1]
 
 Prints episode means of RotR, TTF, RotP and radians rotated for the oracle and for zero action,
-over the first ``--episodes`` episodes that end (400 steps or a drop).
+over ``--episodes`` episodes: the first episode of each environment, run in batches of ``--envs``
+(counting whichever episodes end first would over-weight early drops).
 """
 
 from __future__ import annotations
@@ -19,23 +20,21 @@ from dexndm.sim.metrics import EPISODE_METRICS, summarize
 
 
 def evaluate(policy, env_cfg: dict, envs: int, episodes: int, seed: int) -> dict:
-    env = make_env(env_cfg, num_envs=envs, seed=seed)
-    td = env.reset()
     done = {m: [] for m in EPISODE_METRICS}
-    while len(done["ttf"]) < episodes:
-        with torch.no_grad():
-            td["action"] = policy(td["observation"])
-        td = _step(env, td, done)
-    env.close()
+    for batch in range(-(-episodes // envs)):
+        env = make_env(env_cfg, num_envs=min(envs, episodes - batch * envs), seed=seed + batch)
+        td = env.reset()
+        pending = torch.ones(env.batch_size[0], dtype=torch.bool)
+        while pending.any():
+            with torch.no_grad():
+                td["action"] = policy(td["observation"])
+            out, td = env.step_and_maybe_reset(td)
+            first = out["next", "episode_ended"].squeeze(-1) & pending
+            for k, m in enumerate(EPISODE_METRICS):
+                done[m].extend(out["next", "episode_metrics"][first, k].tolist())
+            pending &= ~first
+        env.close()
     return {k: v["mean"] for k, v in summarize(done).items() if k in ("rot_r", "ttf", "rotp", "rot_rad")}
-
-
-def _step(env, td, done):
-    out, td = env.step_and_maybe_reset(td)
-    ended = out["next", "episode_ended"].squeeze(-1)
-    for k, m in enumerate(EPISODE_METRICS):
-        done[m].extend(out["next", "episode_metrics"][ended, k].tolist())
-    return td
 
 
 def main() -> None:
