@@ -59,6 +59,18 @@ def test_position_term_is_distance_from_start_and_off_by_default():
     assert home - away == pytest.approx(4.0 * 0.05)
 
 
+def test_rotation_gate_fades_rotation_as_the_object_leaves_its_start():
+    n = 3
+    disp = np.array([[0.0, 0.0, 0.0], [-0.015, 0.0, 0.0], [0.0, 0.04, 0.0]])
+    kw = dict(angvel=np.tile([0.0, 0, 0.4], (n, 1)), linvel=np.zeros((n, 3)), axis=np.tile([0.0, 0, 1], (n, 1)),
+              q=np.zeros((n, 16)), q_init=np.zeros((n, 16)), torque=np.zeros((n, 6, 16)), qdot=np.zeros((n, 6, 16)),
+              goal_angle=np.ones(n), displacement=disp)
+    assert reward_terms(RewardConfig(), **kw)["rot"] == pytest.approx([0.4, 0.4, 0.4])
+    assert reward_terms(RewardConfig(rot_gate_distance=0.03), **kw)["rot"] == pytest.approx([0.4, 0.2, 0.0])
+    with pytest.raises(ValueError, match="rot_gate_distance"):
+        RewardConfig(rot_gate_distance=0.0)
+
+
 def test_alive_bonus_while_held_and_drop_penalty_when_dropped():
     cfg = RewardConfig(alive_bonus=0.7, drop_penalty=3.0)
     t = {k: np.concatenate([v, v]) for k, v in terms_for([0, 0, 0]).items()}

@@ -52,7 +52,8 @@ _UPDATE_KEYS = ("observation", "action", "action_log_prob", "loc", "scale", "adv
 #: them: a checkpoint without the key resumes when the run sets that value (e.g. env.max_sag=null).
 _LEGACY_VALUES = {"env.max_sag": None, "ppo.noise_correlation": 0.0, "env.gravity_start": 1.0,
                   "env.gravity_ramp_steps": 0, "ppo.log_std_min": None, "ppo.log_std_max": None, "env.grasp.seed": 0,
-                  "env.grasp.fallback": True, "env.reward.position": 0.0}
+                  "env.grasp.fallback": True, "env.reward.position": 0.0,
+                  "env.reward.rot_gate_distance": None}
 #: Config keys that may change when resuming (everything else must match the checkpoint).
 _RESUMABLE_CHANGES = {"total_frames", "device", "out_dir", "resume", "progress", "tensorboard", "print_every",
                       "keep_history", "checkpoint_every", "env.grasp_dir", "env.nthread", "env.grasp_generate",
