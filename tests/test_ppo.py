@@ -240,3 +240,6 @@ def test_resume_of_a_checkpoint_older_than_a_setting(tmp_path, tiny_env_cfg):
     trainer = PPOTrainer(tiny_cfg(dict(tiny_env_cfg, max_sag=None), tmp_path, iterations=2))
     assert trainer.resumed_from is not None
     trainer.close()
+    # rollouts and evaluations rebuild the env it trained in, not today's default (0.02)
+    _, meta = load_oracle(path)
+    assert "max_sag" in meta["config"]["env"] and meta["config"]["env"]["max_sag"] is None

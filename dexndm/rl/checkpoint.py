@@ -134,12 +134,35 @@ def _py_state_from_json(st):
     return (st[0], tuple(st[1]), st[2])
 
 
+#: Settings added after oracle checkpoints were written, with the value that reproduces the code
+#: before them.  A checkpoint without such a key resumes only when the run sets that value (e.g.
+#: env.max_sag=null), and ``load_oracle`` fills it in, so rollouts and evaluations of an older
+#: checkpoint run the environment it was trained in rather than today's defaults.
+LEGACY_VALUES = {"env.max_sag": None, "ppo.noise_correlation": 0.0, "env.gravity_start": 1.0,
+                 "env.gravity_ramp_steps": 0, "ppo.log_std_min": None, "ppo.log_std_max": None, "env.grasp.seed": 0,
+                 "env.grasp.fallback": True, "env.reward.position": 0.0, "env.reward.rot_gate_distance": None}
+
+
+def with_legacy_values(config: dict) -> dict:
+    """``config`` with every ``LEGACY_VALUES`` key it lacks set to its legacy value (in place)."""
+    for dotted, value in LEGACY_VALUES.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for name in parents:
+            node = node.setdefault(name, {}) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf not in node:
+            node[leaf] = value
+    return config
+
+
 # ---------------------------------------------------------------------- deploy side
 def load_oracle(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the trained ``ActorCritic`` (eval mode) and return ``(model, metadata)``.
 
     ``model.act(obs)`` maps privileged observations ``[B, obs_dim]`` (laid out as
     ``metadata["obs_layout"]``) to deterministic actions ``[B, 16]`` in [-1, 1].
+    ``metadata["config"]`` is the training config, settings added since filled with their
+    legacy values (``LEGACY_VALUES``).
     """
     from dexndm.hand import constants as hc
     from dexndm.rl.config import PPOConfig
@@ -150,7 +173,7 @@ def load_oracle(path: str | Path, device: str | torch.device = "cpu"):
     if list(ckpt["joint_order"]) != list(hc.JOINT_NAMES):
         raise CheckpointError(f"{path} was trained with joint order {ckpt['joint_order']}; "
                               f"dexndm uses {list(hc.JOINT_NAMES)}")
-    config = from_json(ckpt["config"])
+    config = with_legacy_values(from_json(ckpt["config"]))
     model = ActorCritic(int(ckpt["obs_dim"]), int(ckpt["act_dim"]), PPOConfig.from_dict(config["ppo"]))
     model.load_state_dict(ckpt["model"])
     model.to(device).eval()

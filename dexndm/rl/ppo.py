@@ -33,7 +33,8 @@ from torchrl.collectors import Collector
 from torchrl.objectives.value import GAE
 
 from dexndm.hand import constants as hc
-from dexndm.rl.checkpoint import capture_rng, from_json, load_checkpoint, restore_rng, save_checkpoint, to_json
+from dexndm.rl.checkpoint import (LEGACY_VALUES, capture_rng, from_json, load_checkpoint, restore_rng, save_checkpoint,
+                                  to_json)
 from dexndm.conf import to_plain
 from dexndm.rl.config import PPOConfig
 from dexndm.rl.exploration import CorrelatedNoiseActor
@@ -48,12 +49,6 @@ from dexndm.sim.reward import TERMS
 #: Keys the update reads from a collected batch (the rest is dropped before minibatching).
 _UPDATE_KEYS = ("observation", "action", "action_log_prob", "loc", "scale", "advantage", "value_target",
                 "state_value")
-#: Settings added after checkpoints were written, with the value that reproduces the code before
-#: them: a checkpoint without the key resumes when the run sets that value (e.g. env.max_sag=null).
-_LEGACY_VALUES = {"env.max_sag": None, "ppo.noise_correlation": 0.0, "env.gravity_start": 1.0,
-                  "env.gravity_ramp_steps": 0, "ppo.log_std_min": None, "ppo.log_std_max": None, "env.grasp.seed": 0,
-                  "env.grasp.fallback": True, "env.reward.position": 0.0,
-                  "env.reward.rot_gate_distance": None}
 #: Config keys that may change when resuming (everything else must match the checkpoint).
 _RESUMABLE_CHANGES = {"total_frames", "device", "out_dir", "resume", "progress", "tensorboard", "print_every",
                       "keep_history", "checkpoint_every", "env.grasp_dir", "env.nthread", "env.grasp_generate",
@@ -191,7 +186,7 @@ class PPOTrainer:
         diff = sorted(k for k in set(saved) | set(now)
                       if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k)
                       # a setting added to the code since the checkpoint, set to what the code did before it
-                      and not (k not in saved and k in _LEGACY_VALUES and now.get(k) == _LEGACY_VALUES[k]))
+                      and not (k not in saved and k in LEGACY_VALUES and now.get(k) == LEGACY_VALUES[k]))
         if diff:
             detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff[:8])
             raise ValueError(f"cannot resume from {path}: the config differs in {detail}. Resume with the "
