@@ -10,14 +10,18 @@ from dexndm.sim import make_env, quat
 from dexndm.sim.reward import TERMS, RewardConfig, reward_terms, total_reward
 
 
-def terms_for(angvel, axis=(0, 0, 1), linvel=(0, 0, 0), q=None, q_init=None, torque=None, qdot=None, goal_angle=1.0):
-    n = 1
+def terms_for(angvel, axis=(0, 0, 1), linvel=(0, 0, 0), q=None, q_init=None, torque=None, qdot=None, goal_angle=1.0,
+              displacement=(0, 0, 0), cfg=None):
+    """Terms for one env, or for several when ``displacement`` has several rows (the rest broadcast)."""
+    displacement = np.atleast_2d(displacement).astype(float)
+    n = len(displacement)
+    rows = lambda a: np.broadcast_to(np.atleast_2d(a).astype(float), (n, 3))  # noqa: E731
     q = np.zeros((n, 16)) if q is None else np.atleast_2d(q)
     return reward_terms(
-        RewardConfig(), angvel=np.atleast_2d(angvel).astype(float), linvel=np.atleast_2d(linvel).astype(float),
-        axis=np.atleast_2d(axis).astype(float), q=q, q_init=np.zeros((n, 16)) if q_init is None else q_init,
+        cfg or RewardConfig(), angvel=rows(angvel), linvel=rows(linvel), axis=rows(axis), q=q,
+        q_init=np.zeros((n, 16)) if q_init is None else q_init,
         torque=np.zeros((n, 6, 16)) if torque is None else torque, qdot=np.zeros((n, 6, 16)) if qdot is None else qdot,
-        goal_angle=np.array([goal_angle]))
+        goal_angle=np.full(n, goal_angle), displacement=displacement)
 
 
 def test_rotation_term_is_clipped_projection():
@@ -49,10 +53,7 @@ def test_penalty_terms_and_weights():
 
 
 def test_position_term_is_distance_from_start_and_off_by_default():
-    disp = np.array([[0.03, -0.04, 0.0], [0.0, 0.0, 0.0]])
-    t = reward_terms(RewardConfig(), angvel=np.zeros((2, 3)), linvel=np.zeros((2, 3)), axis=np.tile([0.0, 0, 1], (2, 1)),
-                     q=np.zeros((2, 16)), q_init=np.zeros((2, 16)), torque=np.zeros((2, 6, 16)),
-                     qdot=np.zeros((2, 6, 16)), goal_angle=np.ones(2), displacement=disp)
+    t = terms_for([0, 0, 0], displacement=[[0.03, -0.04, 0.0], [0.0, 0.0, 0.0]])
     assert t["position"] == pytest.approx([0.05, 0.0])
     assert total_reward(RewardConfig(), t, resets=1000)[0] == pytest.approx(total_reward(RewardConfig(), t, 1000)[1])
     away, home = total_reward(RewardConfig(position=4.0), t, resets=1000)
@@ -60,13 +61,10 @@ def test_position_term_is_distance_from_start_and_off_by_default():
 
 
 def test_rotation_gate_fades_rotation_as_the_object_leaves_its_start():
-    n = 3
-    disp = np.array([[0.0, 0.0, 0.0], [-0.015, 0.0, 0.0], [0.0, 0.04, 0.0]])
-    kw = dict(angvel=np.tile([0.0, 0, 0.4], (n, 1)), linvel=np.zeros((n, 3)), axis=np.tile([0.0, 0, 1], (n, 1)),
-              q=np.zeros((n, 16)), q_init=np.zeros((n, 16)), torque=np.zeros((n, 6, 16)), qdot=np.zeros((n, 6, 16)),
-              goal_angle=np.ones(n), displacement=disp)
-    assert reward_terms(RewardConfig(), **kw)["rot"] == pytest.approx([0.4, 0.4, 0.4])
-    assert reward_terms(RewardConfig(rot_gate_distance=0.03), **kw)["rot"] == pytest.approx([0.4, 0.2, 0.0])
+    disp = [[0.0, 0.0, 0.0], [-0.015, 0.0, 0.0], [0.0, 0.04, 0.0]]
+    assert terms_for([0, 0, 0.4], displacement=disp)["rot"] == pytest.approx([0.4, 0.4, 0.4])
+    gated = terms_for([0, 0, 0.4], displacement=disp, cfg=RewardConfig(rot_gate_distance=0.03))
+    assert gated["rot"] == pytest.approx([0.4, 0.2, 0.0])
     with pytest.raises(ValueError, match="rot_gate_distance"):
         RewardConfig(rot_gate_distance=0.0)
 

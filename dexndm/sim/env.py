@@ -232,7 +232,7 @@ class RotationEnv(EnvBase):
                 self.goal[reached] = self._waypoint(obj_quat[reached], self.axis[reached])
         self._terms = terms
 
-        dropped = np.linalg.norm(shift, axis=1) > self.cfg.drop_distance
+        dropped = terms["position"] > self.cfg.drop_distance    # |shift|, computed once for the reward
         if self.cfg.max_sag is not None:        # sinking along gravity: into the palm, or out of the fingers
             dropped |= (shift * self.gravity_dir).sum(-1) > self.cfg.max_sag
         terminated = dropped & ~blowup

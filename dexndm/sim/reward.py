@@ -101,12 +101,12 @@ def reward_terms(
     torque: np.ndarray,     # [N, S, 16] actuator torques over the control step's substeps
     qdot: np.ndarray,       # [N, S, 16] joint velocities over the substeps
     goal_angle: np.ndarray,  # [N] angle (rad) between object and goal orientation
-    displacement: np.ndarray | None = None,  # [N, 3] object position minus its position at reset, m
+    displacement: np.ndarray,  # [N, 3] object position minus its position at reset, m
 ) -> dict[str, np.ndarray]:
     """Unweighted terms ([N] each); penalties are positive magnitudes."""
     w_dot_k = (angvel * axis).sum(-1)
     thr = np.deg2rad(cfg.goal_threshold_deg)
-    distance = np.zeros(len(axis)) if displacement is None else np.linalg.norm(displacement, axis=-1)
+    distance = np.linalg.norm(displacement, axis=-1)
     gate = 1.0 if cfg.rot_gate_distance is None else np.clip(1.0 - distance / cfg.rot_gate_distance, 0.0, 1.0)
     return {
         "rot": np.clip(w_dot_k, -cfg.rot_clip, cfg.rot_clip) * gate,
