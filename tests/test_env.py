@@ -179,11 +179,31 @@ def test_grasp_cache_falls_back_to_relaxed_grasps(tmp_path):
     dom, g = load_domain("nominal"), ori.gravity_directions("palm_up")[0]
     rows = G.ensure_cache(tmp_path, dom, shape, 0.8, "palm_up", g, cfg=strict)
     assert len(rows) >= 1
-    with np.load(G.cache_path(tmp_path, shape, 0.8, "palm_up", strict)) as data:
+    with np.load(G.cache_path(tmp_path, shape, 0.8, "palm_up", strict, dom, g)) as data:
         assert bool(data["relaxed"])
     no_fallback = G.GraspConfig(candidates=16, rounds=1, min_grasps=1, max_shift=1e-6, fallback=False)
     with pytest.raises(RuntimeError, match="no stable grasp"):
         G.ensure_cache(tmp_path, dom, shape, 0.8, "palm_up", g, cfg=no_fallback)
+
+
+def test_grasp_caches_are_not_shared_between_dynamics(tmp_path):
+    """A grasp tested without gravity (or with other gains) must not be served to a run with gravity:
+    the cache name changes with the domain's parameters and the gravity direction, not with its name."""
+    import dataclasses as dc
+
+    from dexndm.sim import grasps as G
+    from dexndm.sim import orientations as ori
+    from dexndm.sim.domain import load_domain
+    from dexndm.sim.objects import object_set
+
+    shape, cfg = object_set("cuboids")[0], G.GraspConfig()
+    dom = load_domain("nominal")
+    up, down = ori.gravity_directions("palm_up")[0], ori.gravity_directions("palm_down")[0]
+    path = lambda d, g: G.cache_path(tmp_path, shape, 0.8, "palm_up", cfg, d, g)  # noqa: E731
+    assert path(dom, up) != path(dc.replace(dom, gravity=0.0), up)
+    assert path(dom, up) != path(dc.replace(dom, kp=dom.kp * 0.5), up)
+    assert path(dom, up) != path(dom, down)
+    assert path(dom, up) == path(dc.replace(dom, name="renamed", description="same physics"), up)
 
 
 @pytest.mark.parametrize("max_sag, ends", [(0.02, True), (None, False)])

@@ -20,7 +20,9 @@ All knobs live in ``GraspConfig``; its hash is part of the cache file name.
 A cache row is 16 joint positions, 16 joint targets (hardware order; the targets grip
 beyond contact, as a hand holding an object does) and 7 object pose values (position
 in the hand frame, quaternion w x y z).  Caches are ``.npz`` files keyed by the shape's
-content hash, scale and orientation, so a changed shape never reuses a stale cache.
+content hash, scale, orientation, grasp settings and the dynamics they were tested under
+(``physics_key``: domain parameters and gravity direction), so a changed shape or domain
+never reuses a stale cache (a zero-gravity cache once served a run with gravity).
 """
 
 from __future__ import annotations
@@ -106,10 +108,23 @@ def shape_key(shape: ObjectShape) -> str:
     return hashlib.sha1(repr((shape.name, shape.parts)).encode()).hexdigest()[:12]
 
 
-def cache_path(root: Path, shape: ObjectShape, scale: float, orientation: str, cfg: GraspConfig | None = None) -> Path:
+def physics_key(domain: Domain, gravity_dir: np.ndarray) -> str:
+    """Short hash of the dynamics a grasp was tested under: every domain parameter (its name and
+    description aside) and the gravity direction.  A grasp that holds under one domain need not
+    hold under another (zero gravity, weaker gains), so caches are never shared between them."""
+    params = {k: v for k, v in domain.to_dict().items() if k not in ("name", "description")}
+    params["gravity_dir"] = np.round(np.asarray(gravity_dir, dtype=float), 6).tolist()
+    return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def cache_path(root: Path, shape: ObjectShape, scale: float, orientation: str, cfg: GraspConfig | None,
+               domain: Domain, gravity_dir: np.ndarray) -> Path:
+    """Where the grasps for this object, scale, wrist, grasp settings and dynamics live."""
     safe = shape.name.replace("/", "_")
     g = (cfg or GraspConfig()).key()
-    return Path(root) / shape.category / f"{safe}__{shape_key(shape)}__s{scale:.3f}__{orientation}__g{g}__v{CACHE_VERSION}.npz"
+    d = physics_key(domain, gravity_dir)
+    return (Path(root) / shape.category
+            / f"{safe}__{shape_key(shape)}__s{scale:.3f}__{orientation}__g{g}__d{d}__v{CACHE_VERSION}.npz")
 
 
 def set_object_properties(model: mujoco.MjModel, mass: float, friction: float) -> None:
@@ -223,9 +238,9 @@ def load_cache(path: Path) -> np.ndarray:
 
 def ensure_cache(root: Path, domain: Domain, shape: ObjectShape, scale: float, orientation: str,
                  gravity_dir: np.ndarray, *, cfg: GraspConfig | None = None, nthread: int = 2) -> np.ndarray:
-    """Load the cache for (shape, scale, orientation, grasp settings), generating it first if missing."""
+    """Load the cache for (shape, scale, orientation, grasp settings, dynamics), generating it first if missing."""
     cfg = cfg or GraspConfig()
-    path = cache_path(root, shape, scale, orientation, cfg)
+    path = cache_path(root, shape, scale, orientation, cfg, domain, gravity_dir)
     if path.exists():
         return load_cache(path)
     rng = np.random.default_rng([cfg.seed, int(shape_key(shape), 16) % (2 ** 31), int(scale * 1000)])

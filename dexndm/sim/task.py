@@ -89,13 +89,14 @@ class TaskSampler:
         key = (obj, scale_bin, wrist)
         if key not in self._grasps:
             shape, scale = self.shapes[obj], float(self.scales[scale_bin])
-            path = grasp_cache.cache_path(self.cfg.grasp_path, shape, scale, wrist, self.cfg.grasp)
+            gravity_dir = np.array(ori.WRIST_ORIENTATIONS[wrist])
+            path = grasp_cache.cache_path(self.cfg.grasp_path, shape, scale, wrist, self.cfg.grasp,
+                                          self.domain, gravity_dir)
             if not path.exists() and not self.cfg.grasp_generate:
                 raise FileNotFoundError(f"no grasp cache at {path}; run `dexndm grasps env.object_set={shape.category}` "
-                                        "or set env.grasp_generate=true")
+                                        "with the same env.domain, or set env.grasp_generate=true")
             self._grasps[key] = grasp_cache.ensure_cache(
-                self.cfg.grasp_path, self.domain, shape, scale, wrist,
-                np.array(ori.WRIST_ORIENTATIONS[wrist]), cfg=self.cfg.grasp,
+                self.cfg.grasp_path, self.domain, shape, scale, wrist, gravity_dir, cfg=self.cfg.grasp,
                 nthread=self.cfg.nthread)
         return self._grasps[key]
 
