@@ -22,7 +22,8 @@ def test_demo_app_writes_its_report(tmp_path, grasp_dir):
     written = json.loads((tmp_path / "demo.json").read_text())
     assert written["config"]["domain"] == "combined"
     assert written["episodes_finished"]["ttf"]["n"] >= 2  # both envs finished a 10-step episode
-    assert set(written["reward_terms"]) == {"rot", "goal", "offaxis", "lin_vel", "pose", "work", "torque", "position"}
+    assert set(written["reward_terms"]) == {"rot", "goal", "offaxis", "lin_vel", "pose", "work", "torque", "position",
+                                            "tip_contact"}
     assert summary["steps"] == 12
 
 

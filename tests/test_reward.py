@@ -11,7 +11,7 @@ from dexndm.sim.reward import TERMS, RewardConfig, reward_terms, total_reward
 
 
 def terms_for(angvel, axis=(0, 0, 1), linvel=(0, 0, 0), q=None, q_init=None, torque=None, qdot=None, goal_angle=1.0,
-              displacement=(0, 0, 0), cfg=None):
+              displacement=(0, 0, 0), tips=(True, True, True, True), cfg=None):
     """Terms for one env, or for several when ``displacement`` has several rows (the rest broadcast)."""
     displacement = np.atleast_2d(displacement).astype(float)
     n = len(displacement)
@@ -21,7 +21,8 @@ def terms_for(angvel, axis=(0, 0, 1), linvel=(0, 0, 0), q=None, q_init=None, tor
         cfg or RewardConfig(), angvel=rows(angvel), linvel=rows(linvel), axis=rows(axis), q=q,
         q_init=np.zeros((n, 16)) if q_init is None else q_init,
         torque=np.zeros((n, 6, 16)) if torque is None else torque, qdot=np.zeros((n, 6, 16)) if qdot is None else qdot,
-        goal_angle=np.full(n, goal_angle), displacement=displacement)
+        goal_angle=np.full(n, goal_angle), displacement=displacement,
+        tip_contacts=np.broadcast_to(np.atleast_2d(tips), (n, 4)))
 
 
 def test_rotation_term_is_clipped_projection():
@@ -58,6 +59,15 @@ def test_position_term_is_distance_from_start_and_off_by_default():
     assert total_reward(RewardConfig(), t, resets=1000)[0] == pytest.approx(total_reward(RewardConfig(), t, 1000)[1])
     away, home = total_reward(RewardConfig(position=4.0), t, resets=1000)
     assert home - away == pytest.approx(4.0 * 0.05)
+
+
+def test_tip_contact_term_is_the_fraction_of_fingertips_touching_and_off_by_default():
+    t = terms_for([0, 0, 0], displacement=[[0, 0, 0]] * 3,
+                  tips=[[True, True, True, True], [True, False, True, False], [False] * 4])
+    assert t["tip_contact"] == pytest.approx([1.0, 0.5, 0.0])
+    assert np.ptp(total_reward(RewardConfig(), t, resets=1000)) == 0.0
+    paid = total_reward(RewardConfig(tip_contact=0.4), t, resets=1000)
+    assert paid - paid[2] == pytest.approx([0.4, 0.2, 0.0])
 
 
 def test_rotation_gate_fades_rotation_as_the_object_leaves_its_start():
@@ -119,5 +129,16 @@ def test_env_reward_terms_on_a_spinning_object(tiny_env_cfg, omega, rot, offaxis
     torch.testing.assert_close(terms["rot"], torch.full((4,), rot), atol=2e-3, rtol=0)
     torch.testing.assert_close(terms["offaxis"], torch.full((4,), offaxis), atol=2e-3, rtol=0)
     torch.testing.assert_close(terms["position"], torch.full((4,), 0.25), atol=2e-3, rtol=0)  # lifted 25 cm
+    assert (terms["tip_contact"] == 0).all()  # no fingertip touches an object in free flight
     assert out["terminated"].all()  # 25 cm away from where it started: out of the hand
+    env.close()
+
+
+def test_env_tip_contact_term_counts_the_grasping_fingertips(tiny_env_cfg):
+    """A fresh grasp touches the object with >= 3 fingertips (the grasp caches' criterion)."""
+    env = make_env(tiny_env_cfg, randomization={"enabled": False})
+    td = env.reset()
+    td["action"] = torch.zeros(env.batch_size[0], 16)
+    terms = dict(zip(TERMS, env.step(td)["next"]["reward_terms"].T))
+    assert (terms["tip_contact"] >= 0.75).all()
     env.close()

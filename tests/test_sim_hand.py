@@ -42,7 +42,7 @@ def test_command_advances_one_tick_and_clamps(hand) -> None:
     assert hand.ticks == 1
     assert sent[0] == pytest.approx(min(q0[0] + 0.25, JOINT_UPPER[0]))
     assert sent[1] == q0[1] and sent[2] == pytest.approx(q0[2] - 0.1)
-    np.testing.assert_array_equal(hand.env.control.sent[0], np.clip(sent, JOINT_LOWER, JOINT_UPPER))
+    np.testing.assert_allclose(hand.env.control.sent[0], np.clip(sent, JOINT_LOWER, JOINT_UPPER), rtol=0, atol=1e-12)
     np.testing.assert_array_equal(hand.env.control.target[0], hand.start_target())   # the env's chain is untouched
     assert not np.array_equal(hand.read()["q"], q0)                         # time passed
     hand.disable()

@@ -106,7 +106,8 @@ def round_seed(seed: int, round_index: int) -> int:
 
 def run_episodes(policy: Policy, env, episodes: int, seed: int) -> list[dict[str, Any]]:
     """``episodes`` recorded episodes of ``policy`` in ``env``: one dict per episode with every
-    metric of ``METRICS`` (floats) and ``object`` (shape name)."""
+    metric of ``METRICS`` (floats) and ``object`` (shape name), in env order within each round
+    (the first episode of env 0, 1, ...), whichever ends first."""
     import torch
 
     n = int(env.batch_size[0])
@@ -119,6 +120,7 @@ def run_episodes(policy: Policy, env, episodes: int, seed: int) -> list[dict[str
         names = [env.sampler.shapes[int(k)].name for k in env.object_index]
         pending = np.zeros(n, dtype=bool)
         pending[:min(n, episodes - len(records))] = True
+        this_round: dict[int, dict[str, Any]] = {}
         for _ in range(env.cfg.episode_steps + 1):      # every first episode ends by episode_steps
             if not pending.any():
                 break
@@ -132,11 +134,12 @@ def run_episodes(policy: Policy, env, episodes: int, seed: int) -> list[dict[str
                     rec = {m: float(rows[i, k]) for k, m in enumerate(EPISODE_METRICS)}
                     rec["ttf_s"] = rec["ttf"] * horizon
                     rec["object"] = names[i]
-                    records.append(rec)
+                    this_round[int(i)] = rec
                 pending &= ~ended
         if pending.any():
             raise RuntimeError(f"{int(pending.sum())} episodes did not end within episode_steps "
                                f"({env.cfg.episode_steps}); the env's truncation is broken")
+        records.extend(this_round[i] for i in sorted(this_round))
         r += 1
     return records
 

@@ -225,7 +225,7 @@ class RotationEnv(EnvBase):
         shift = obj_pos - self.start_pos
         terms = reward_terms(self.cfg.reward, angvel=angvel, linvel=linvel, axis=self.axis, q=q,
                              q_init=self.q_init, torque=torque_sub, qdot=qdot_sub, goal_angle=goal_angle,
-                             displacement=shift)
+                             displacement=shift, tip_contacts=self._tip_contacts(last))
         if not self.cfg.goal_mode:
             reached = goal_angle < np.deg2rad(self.cfg.reward.goal_threshold_deg)
             if reached.any():
@@ -255,6 +255,10 @@ class RotationEnv(EnvBase):
         self._obj = (obj_pos, obj_quat, linvel, angvel)
         self._build_obs()
         return self._output(reward=reward, terminated=terminated, truncated=truncated, ended=ended, metrics=metrics)
+
+    def _tip_contacts(self, last: np.ndarray) -> np.ndarray:
+        """[N, 4] bool: each fingertip touches the object at the step's last physics step."""
+        return last[:, self.sensors["tip_object_contact"]] > 0
 
     # ------------------------------------------------------------------ outputs
     def _build_obs(self) -> None:

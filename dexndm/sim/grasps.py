@@ -47,7 +47,7 @@ from dexndm.sim.objects import ObjectShape
 from dexndm.sim.physics import RolloutPhysics
 from dexndm.sim.scene import OBJECT_BODY, SensorLayout, build_object_model, fingertip_centroids, palm_center
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5  # v5: fingertip and palm contacts count against the object only (v4 counted tip-on-tip)
 GRASP_ROW = 2 * hc.NUM_JOINTS + 7
 #: What ``GraspConfig.relaxed`` changes.
 RELAXED = {"pre_close": (0.0, 0.6), "squeeze": (0.1, 0.8), "palm_blend": (0.0, 0.9), "min_tip_contacts": 2,
@@ -138,15 +138,15 @@ def set_object_properties(model: mujoco.MjModel, mass: float, friction: float) -
 
 
 def _contacts_ok(sensors: np.ndarray, layout: SensorLayout, cfg: GraspConfig) -> np.ndarray:
-    """Whether each grasp's contacts ([N] bool) meet ``cfg``, from the per-body contact sensors."""
-    contact = sensors[:, layout["contact"]].reshape(len(sensors), len(hc.CONTACT_BODIES), 4)
-    touching = contact[:, :, 0] > 0
-    tips = touching[:, [hc.CONTACT_BODIES.index(b) for b in hc.FINGERTIP_BODIES]]
+    """Whether each grasp's contacts ([N] bool) meet ``cfg``, from the fingertip-object and
+    palm-object contact sensors (not the per-body ones, which also count a fingertip pressed on
+    another: up to cache v4 that passed grasps holding the object with two tips)."""
+    tips = sensors[:, layout["tip_object_contact"]] > 0
     ok = tips.sum(axis=1) >= cfg.min_tip_contacts
     if cfg.require_thumb:
         ok &= tips[:, hc.FINGERTIP_BODIES.index("th_ds")]
     if not cfg.allow_palm_contact:
-        ok &= ~touching[:, hc.CONTACT_BODIES.index("palm")]
+        ok &= sensors[:, layout["palm_object_contact"]][:, 0] <= 0
     return ok
 
 

@@ -1,11 +1,12 @@
 """In-hand rotation reward (DexNDM Appendix A.1, following RotateIt), vectorised over envs.
 
-    r = a_rot r_rot + a_goal r_goal + a_penalty r_penalty + r_alive  (- drop_penalty on a drop)
+    r = a_rot r_rot + a_goal r_goal + a_penalty r_penalty + a_tip r_tip + r_alive  (- drop_penalty on a drop)
     r_rot     = clip(w . k, -c, c) * gate(|p - p_0|)                 c = 0.5
     r_penalty = - a_rot |w x k|_1 - a_lin |v|^2 - a_pose |q - q_init|^2
                 - a_work |tau . qdot| - a_torque |tau|^2 - a_pos |p - p_0|
     r_goal    = clip(g_goal / (ang_diff(p, p_goal) + eps), 0, c_goal)
                 + g_bonus [ang_diff(p, p_goal) < c_threshold]
+    r_tip     = fraction of the fingertips in contact (0..1)
 
 The paper names both the rotation weight and the off-axis coefficient ``a_rot`` and
 schedules "a_rot" over resets (0 for the first 10, linear to 0.1 at 100, then 0.1).
@@ -36,6 +37,13 @@ off) scales the rotation term by ``gate = clip(1 - |p - p_0| / d_g, 0, 1)``: rot
 earns only while the object stays where it was grasped, so the twist that comes from
 curling the fingers and pulling the object towards the wrist (-x, 4-6 cm within 8-20
 steps in those episodes) stops paying as it happens.
+
+``tip_contact`` (a_tip, ours, default 0) pays per step for the fraction of fingertips
+touching the object (fingertips touching each other do not count).  Measured on the rotation oracle at 9M frames
+(cuboids, palm up, 64 deterministic episodes): the 11 held to the end kept 3.4 of 4 tips on
+the object on average, those that ended early ~2.5, and palm contact rose from 0.31 forty
+steps before a drop to 0.70 at it: the object settles into the palm, off the fingertips,
+then leaves.  The term rewards the fingertip grasp the episodes that last keep.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TERMS: tuple[str, ...] = ("rot", "goal", "offaxis", "lin_vel", "pose", "work", "torque", "position")
+TERMS: tuple[str, ...] = ("rot", "goal", "offaxis", "lin_vel", "pose", "work", "torque", "position", "tip_contact")
 
 
 @dataclass
@@ -58,6 +66,7 @@ class RewardConfig:
     torque: float = 0.1              # a_torque
     position: float = 0.0            # a_pos, per metre the object is from its start (ours, see above)
     rot_gate_distance: float | None = None  # d_g, m: rotation pays less as the object leaves its start; None: off
+    tip_contact: float = 0.0         # a_tip, per step times the fraction of fingertips in contact (ours, see above)
     penalty_weight: float = 1.0      # a_penalty
     goal_weight: float = 1.0         # a_goal
     goal_gain: float = 0.5           # g_goal
@@ -102,6 +111,7 @@ def reward_terms(
     qdot: np.ndarray,       # [N, S, 16] joint velocities over the substeps
     goal_angle: np.ndarray,  # [N] angle (rad) between object and goal orientation
     displacement: np.ndarray,  # [N, 3] object position minus its position at reset, m
+    tip_contacts: np.ndarray,  # [N, F] bool, fingertip f touches the object
 ) -> dict[str, np.ndarray]:
     """Unweighted terms ([N] each); penalties are positive magnitudes."""
     w_dot_k = (angvel * axis).sum(-1)
@@ -118,6 +128,7 @@ def reward_terms(
         "work": np.abs((torque * qdot).sum(-1)).mean(-1),
         "torque": (torque ** 2).sum(-1).mean(-1),
         "position": distance,
+        "tip_contact": np.asarray(tip_contacts, dtype=float).mean(-1),
     }
 
 
@@ -129,7 +140,8 @@ def total_reward(cfg: RewardConfig, terms: dict[str, np.ndarray], resets: int,
     off_w = cfg.offaxis * (s if "offaxis" in cfg.schedule_targets else 1.0)
     penalty = (off_w * terms["offaxis"] + cfg.lin_vel * terms["lin_vel"] + cfg.pose * terms["pose"]
                + cfg.work * terms["work"] + cfg.torque * terms["torque"] + cfg.position * terms["position"])
-    reward = rot_w * terms["rot"] + cfg.goal_weight * terms["goal"] - cfg.penalty_weight * penalty
+    reward = (rot_w * terms["rot"] + cfg.goal_weight * terms["goal"] + cfg.tip_contact * terms["tip_contact"]
+              - cfg.penalty_weight * penalty)
     if dropped is None:
         return reward + cfg.alive_bonus
     return reward + np.where(dropped, -cfg.drop_penalty, cfg.alive_bonus)

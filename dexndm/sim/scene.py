@@ -73,6 +73,11 @@ def add_object_sensors(spec: mujoco.MjSpec) -> None:
     for kind, suffix in ((S.mjSENS_FRAMEPOS, "pos"), (S.mjSENS_FRAMEQUAT, "quat"),
                          (S.mjSENS_FRAMELINVEL, "linvel"), (S.mjSENS_FRAMEANGVEL, "angvel")):
         spec.add_sensor(name=f"object_{suffix}", type=kind, objtype=mujoco.mjtObj.mjOBJ_XBODY, objname=OBJECT_BODY)
+    for body in ("palm", *hc.FINGERTIP_BODIES):
+        # this body against the object only: the per-body sensors also count the hand's own links
+        # (an index tip pressed on the thumb tip); data = found (bit 1), one slot
+        spec.add_sensor(name=f"{body}_object_contact", type=S.mjSENS_CONTACT, objtype=mujoco.mjtObj.mjOBJ_BODY,
+                        objname=body, reftype=mujoco.mjtObj.mjOBJ_BODY, refname=OBJECT_BODY, intprm=[1, 0, 1])
 
 
 @functools.lru_cache(maxsize=1)
@@ -160,6 +165,8 @@ class SensorLayout:
         }
         if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, "object_pos") >= 0:
             slices["object_state"] = span([f"object_{s}" for s in ("pos", "quat", "linvel", "angvel")])
+            slices["tip_object_contact"] = span([f"{b}_object_contact" for b in hc.FINGERTIP_BODIES])
+            slices["palm_object_contact"] = span(["palm_object_contact"])
         return cls(slices)
 
     def __getitem__(self, name: str) -> slice:
