@@ -135,6 +135,27 @@ def test_observation_layouts_match_sources(tiny_env_cfg):
     env.close()
 
 
+def test_privileged_observation_carries_the_object_shift_from_its_start(tiny_env_cfg):
+    """The drop test is measured from where the object started, so the oracle sees that shift; without
+    the option (checkpoints from before it) the layout is the paper's list, unchanged."""
+    env = make_env(tiny_env_cfg, domain={"physics": {"gravity": 0.0}}, randomization={"enabled": False})
+    td = env.reset()
+    p, oq = env.priv_layout, env.sampler.object_qpos
+    assert p.fields[-1] == ("object_displacement", 3)
+    torch.testing.assert_close(td["observation"][:, p.slice("object_displacement")], torch.zeros(4, 3))
+    env.physics.qpos[:, oq:oq + 3] += np.array([0.0, 0.0, 0.03])    # lifted 3 cm out of the fingers
+    td["action"] = torch.zeros(4, 16)
+    shift = env.step(td)["next"]["observation"][:, p.slice("object_displacement")]
+    expected = torch.as_tensor(env.physics.qpos[:, oq:oq + 3] - env.start_pos, dtype=torch.float32)
+    torch.testing.assert_close(shift, expected)
+    assert (shift[:, 2] > 0.025).all()
+    env.close()
+    plain = make_env(tiny_env_cfg, privileged_displacement=False)
+    assert "object_displacement" not in dict(plain.priv_layout.fields)
+    assert plain.priv_layout.dim == p.dim - 3
+    plain.close()
+
+
 def test_goal_mode_points_the_axis_at_the_goal(tiny_env_cfg):
     env = make_env(tiny_env_cfg, goal_mode=True)
     td = env.reset()

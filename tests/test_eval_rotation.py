@@ -165,7 +165,8 @@ def test_recorded_metrics_match_the_object_trajectory(tiny_env_cfg, env_extra):
     """rot_rad equals the object's rotation about the axis, read from its pose each step;
     TTF equals the episode's steps over episode_steps."""
     pol = P.load_policy(f"oracle:{ORACLE}")
-    env = make_env({**env_extra, "wrist": "palm_up", "axes": "+z", "object_set": "cuboids"}, num_envs=3, seed=0)
+    env = make_env({**env_extra, **pol.env_requirements(), "wrist": "palm_up", "axes": "+z", "object_set": "cuboids"},
+                   num_envs=3, seed=0)
     try:
         recs = R.run_episodes(pol, env, 3, seed=7)
         env.set_seed(R.round_seed(7, 0), static_seed=True)
@@ -229,3 +230,18 @@ def test_conditions_and_protocols(env_extra):
         _eval(["zero"], {**env_extra, "wrist": "palm_down"})
     with pytest.raises(ValueError, match="unknown keys"):
         _eval(["zero"], {**env_extra, "episode_stepz": 3})
+
+
+def test_an_oracle_fixes_the_env_it_is_evaluated_in_and_conflicts_are_refused():
+    """An oracle trained before the displacement observation is evaluated in an env that builds its
+    layout; two policies needing different layouts cannot share an env."""
+    old = P.load_policy(f"oracle:{ORACLE}")
+    assert old.env_requirements() == {"privileged_history": 3, "privileged_displacement": False}
+
+    class NeedsDisplacement(P.Policy):
+        def env_requirements(self):
+            return {"privileged_displacement": True}
+
+    assert R.policy_env_requirements({"a": old, "b": P.load_policy("zero")})["privileged_displacement"] is False
+    with pytest.raises(ValueError, match="separate runs"):
+        R.policy_env_requirements({"old": old, "new": NeedsDisplacement(P.parse_policies(["zero"])["zero"])})

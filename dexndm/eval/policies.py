@@ -131,6 +131,11 @@ class Policy:
     def check_env(self, env) -> None:
         """Raise ``ValueError`` if ``env`` builds observations this policy cannot read."""
 
+    def env_requirements(self) -> dict[str, Any]:
+        """``EnvConfig`` fields this policy's observation fixes (an env built with them passes
+        ``check_env``, other settings permitting)."""
+        return {}
+
     @torch.no_grad()
     def act(self, td, env) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
@@ -166,6 +171,11 @@ class OraclePolicy(Policy):
         self.meta.update(checkpoint=str(path), checkpoint_sha256=file_sha256(path),
                          frames=int(meta["counters"].get("frames", 0)),
                          object_set=meta["config"].get("env", {}).get("object_set"))
+
+    def env_requirements(self) -> dict[str, Any]:
+        fields = dict(self.layout.fields)
+        return {"privileged_history": fields.get("joint_pos_history", 0) // 16,
+                "privileged_displacement": "object_displacement" in fields}
 
     def check_env(self, env) -> None:
         try:

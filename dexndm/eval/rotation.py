@@ -104,6 +104,21 @@ def round_seed(seed: int, round_index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(round_index)]).generate_state(1)[0])
 
 
+def policy_env_requirements(policies: Mapping[str, Policy]) -> dict[str, Any]:
+    """The ``EnvConfig`` fields the policies' observations fix (e.g. an oracle's privileged layout),
+    merged; policies that need different values cannot share an env and are refused."""
+    merged: dict[str, Any] = {}
+    owner: dict[str, str] = {}
+    for name, policy in policies.items():
+        for key, value in policy.env_requirements().items():
+            if key in merged and merged[key] != value:
+                raise ValueError(f"policies {owner[key]!r} and {name!r} need different env.{key} "
+                                 f"({merged[key]!r} vs {value!r}); evaluate them in separate runs")
+            merged.setdefault(key, value)
+            owner.setdefault(key, name)
+    return merged
+
+
 def run_episodes(policy: Policy, env, episodes: int, seed: int) -> list[dict[str, Any]]:
     """``episodes`` recorded episodes of ``policy`` in ``env``: one dict per episode with every
     metric of ``METRICS`` (floats) and ``object`` (shape name), in env order within each round
@@ -223,6 +238,7 @@ def evaluate(policies: Any, *, domains: Iterable[str] = ("nominal",), object_set
 
     EnvConfig.from_dict(env_base)                                       # unknown keys: refuse before any work
     loaded = {name: load_policy(spec) for name, spec in specs.items()}   # fail early on a bad checkpoint
+    env_base = {**policy_env_requirements(loaded), **env_base}           # what the user set wins (and is checked)
     domain_info = {str(d): load_domain(str(d)).to_dict() for d in dict.fromkeys(str(d) for d in domains)}
 
     results: list[dict[str, Any]] = []

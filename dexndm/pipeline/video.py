@@ -23,7 +23,7 @@ from dexndm.sim.render import gl_available, render_states
 def policy_states(spec: str, env_cfg: dict, steps: int, seed: int) -> tuple[object, np.ndarray, float]:
     """(model of env 0, full-physics states [steps + 1, nstate], radians rotated about the axis)."""
     policy = load_policy(spec)
-    env = make_env(env_cfg, num_envs=1, seed=seed)
+    env = make_env({**policy.env_requirements(), **env_cfg}, num_envs=1, seed=seed)
     try:
         policy.check_env(env)
         td = env.reset()

@@ -77,7 +77,7 @@ def rollout_oracle(checkpoint_path: str | Path, *, out_path: str | Path, num_env
     saved_env = meta["config"]["env"]
     probe = rollout_env_config(saved_env, num_envs=num_envs, wrist=wrist, axes=axes, domain=domain,
                                seed=seed, grasp_dir=grasp_dir)
-    built = privileged_layout(probe.privileged_history)
+    built = privileged_layout(probe.privileged_history, probe.privileged_displacement)
     try:
         built.check_compatible(meta["obs_layout"])
     except ValueError as exc:

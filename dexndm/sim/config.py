@@ -57,6 +57,8 @@ class EnvConfig:
     action_scale: float = ACTION_SCALE       # a_t = a_{t-1} + action_scale * action
     deploy_history: int = 10                 # T
     privileged_history: int = 3
+    privileged_displacement: bool = True     # the oracle sees the object's shift from its start pose
+                                             # (observations.privileged_layout; False before 2026-12-02)
     drop_distance: float = 0.05              # m from where the object started: out of the hand
     max_sag: float | None = 0.02             # m the object may sink along gravity (Hora's z threshold): a
                                              # grasp that lets it settle into the palm ends the episode

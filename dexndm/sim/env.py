@@ -62,7 +62,7 @@ class RotationEnv(EnvBase):
         self.rng = np.random.default_rng(cfg.seed)
         self.sampler = TaskSampler(cfg, self.domain)
         self.hand = self.sampler.hand
-        self.priv_layout = privileged_layout(cfg.privileged_history)
+        self.priv_layout = privileged_layout(cfg.privileged_history, cfg.privileged_displacement)
         self.center = grasp_center()
         self.substeps = self.domain.substeps
         self.dt = self.domain.control_dt
@@ -281,6 +281,9 @@ class RotationEnv(EnvBase):
             "wrist_quat": self.wrist_quat,
             "rotation_axis": self.axis,
         }
+        if self.cfg.privileged_displacement:
+            oq = self.sampler.object_qpos       # from the state, as the drop test measures it
+            parts["object_displacement"] = self.physics.qpos[:, oq:oq + 3] - self.start_pos
         for name, value in parts.items():
             self._priv[:, lay.slice(name)] = value
         self.deploy.build(self.wrist_quat, self.axis)
