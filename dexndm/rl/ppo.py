@@ -33,8 +33,8 @@ from torchrl.collectors import Collector
 from torchrl.objectives.value import GAE
 
 from dexndm.hand import constants as hc
-from dexndm.rl.checkpoint import (LEGACY_VALUES, capture_rng, from_json, load_checkpoint, restore_rng, save_checkpoint,
-                                  to_json)
+from dexndm.rl.checkpoint import (capture_rng, from_json, load_checkpoint, restore_rng, save_checkpoint, to_json,
+                                  with_legacy_values)
 from dexndm.conf import to_plain
 from dexndm.rl.config import PPOConfig
 from dexndm.rl.exploration import CorrelatedNoiseActor
@@ -181,12 +181,10 @@ class PPOTrainer:
         if resume in (True, "auto", "true") and not path.exists():
             return None
         ckpt = load_checkpoint(path, map_location=self.device)
-        saved = _flatten(from_json(ckpt["config"]))
+        # a setting added to the code since the checkpoint counts as what the code did before it
+        saved = _flatten(with_legacy_values(from_json(ckpt["config"])))
         now = _flatten(self.cfg)
-        diff = sorted(k for k in set(saved) | set(now)
-                      if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k)
-                      # a setting added to the code since the checkpoint, set to what the code did before it
-                      and not (k not in saved and k in LEGACY_VALUES and now.get(k) == LEGACY_VALUES[k]))
+        diff = sorted(k for k in set(saved) | set(now) if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k))
         if diff:
             detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff[:8])
             raise ValueError(f"cannot resume from {path}: the config differs in {detail}. Resume with the "
