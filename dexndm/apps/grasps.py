@@ -31,8 +31,9 @@ def run(cfg: DictConfig) -> dict[str, int]:
         task = progress.add_task(f"grasps for {env_cfg.object_set}", total=len(jobs))
         for i, s, o in jobs:
             rows = sampler.grasps(i, s, o)
-            counts[grasp_cache.cache_path(env_cfg.grasp_path, sampler.shapes[i], float(sampler.scales[s]), o,
-                                            env_cfg.grasp, domain, np.array(ori.WRIST_ORIENTATIONS[o])).name] = len(rows)
+            path = grasp_cache.cache_path(env_cfg.grasp_path, sampler.shapes[i], float(sampler.scales[s]), o,
+                                          env_cfg.grasp, domain, np.array(ori.WRIST_ORIENTATIONS[o]))
+            counts[path.name] = len(rows)
             progress.advance(task)
     print(f"[grasps] {len(counts)} caches in {env_cfg.grasp_path}, grasps per cache: "
           f"min {min(counts.values())}, median {int(np.median(list(counts.values())))}")

@@ -117,8 +117,8 @@ def collect_task_aware(*, out: str | Path, episodes: int, num_envs: int, policy:
     spec = parse_policy(policy)
     pol = load_policy(spec)
     dom = load_domain(domain)
-    env_fields = {**pol.env_requirements(), **extra, "domain": domain, "object_set": object_set, "wrist": wrist, "axes": axes,
-                  "episode_steps": int(episode_steps), "num_envs": int(num_envs)}
+    env_fields = {**pol.env_requirements(), **extra, "domain": domain, "object_set": object_set, "wrist": wrist,
+                  "axes": axes, "episode_steps": int(episode_steps), "num_envs": int(num_envs)}
     EnvConfig.from_dict(env_fields)                                      # refuse bad fields before writing
     source = {"kind": "collection", "strategy": "task_aware", "policy": str(spec),
               "checkpoint_sha256": pol.meta.get("checkpoint_sha256"),

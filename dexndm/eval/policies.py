@@ -174,7 +174,7 @@ class OraclePolicy(Policy):
 
     def env_requirements(self) -> dict[str, Any]:
         fields = dict(self.layout.fields)
-        return {"privileged_history": fields.get("joint_pos_history", 0) // 16,
+        return {"privileged_history": fields.get("joint_pos_history", 0) // hc.NUM_JOINTS,
                 "privileged_displacement": "object_displacement" in fields}
 
     def check_env(self, env) -> None:

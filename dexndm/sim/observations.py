@@ -74,8 +74,8 @@ def privileged_layout(history: int = PRIVILEGED_HISTORY, object_displacement: bo
     """Oracle observation (paper A.1 list; contact part sized for this model's bodies).
 
     ``object_displacement`` (ours) appends the object's position minus its position at reset:
-    the drop test and the position penalty are measured from there, and grasps start up to
-    ~5 cm apart (cuboids, palm up: 2.3 cm from their mean on average), so without it the
+    the drop test and the position penalty are measured from there, and grasps start in
+    different places (cuboids, palm up: 2.3 cm from their mean on average), so without it the
     policy cannot tell how close the object is to ending the episode."""
     return ObsLayout("privileged", (
         ("joint_pos_history", history * J),      # [history, 16], oldest first

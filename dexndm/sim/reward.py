@@ -6,7 +6,7 @@
                 - a_work |tau . qdot| - a_torque |tau|^2 - a_pos |p - p_0|
     r_goal    = clip(g_goal / (ang_diff(p, p_goal) + eps), 0, c_goal)
                 + g_bonus [ang_diff(p, p_goal) < c_threshold]
-    r_tip     = fraction of the fingertips in contact (0..1)
+    r_tip     = fraction of the fingertips on the object (0..1)
 
 The paper names both the rotation weight and the off-axis coefficient ``a_rot`` and
 schedules "a_rot" over resets (0 for the first 10, linear to 0.1 at 100, then 0.1).
