@@ -27,6 +27,7 @@ import torch
 
 from dexndm.hand import constants as hc
 from dexndm.files import file_sha256
+from dexndm.sim.observations import privileged_options
 
 J = hc.NUM_JOINTS
 KINDS: tuple[str, ...] = ("zero", "oracle", "generalist")
@@ -173,9 +174,7 @@ class OraclePolicy(Policy):
                          object_set=meta["config"].get("env", {}).get("object_set"))
 
     def env_requirements(self) -> dict[str, Any]:
-        fields = dict(self.layout.fields)
-        return {"privileged_history": fields.get("joint_pos_history", 0) // hc.NUM_JOINTS,
-                "privileged_displacement": "object_displacement" in fields}
+        return privileged_options(self.layout)
 
     def check_env(self, env) -> None:
         try:

@@ -85,6 +85,7 @@ class RotationEnv(EnvBase):
         self.control = HandController(n, self.domain, self.cfg.action_scale, dr.joint_noise if dr.enabled else 0.0)
         self.q_init = np.zeros((n, J))
         self.start_pos = np.zeros((n, 3))                  # object position at reset
+        self.shift = np.zeros((n, 3))                      # object position minus start_pos, last step
         self.obj_quat = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))  # object orientation after the last step
         self.q_hist = np.zeros((n, self.cfg.privileged_history, J))
         self.t_hist = np.zeros((n, self.cfg.privileged_history, J))
@@ -133,6 +134,7 @@ class RotationEnv(EnvBase):
         oq = self.sampler.object_qpos
         qpos[:, oq:oq + 7] = pose
         self.start_pos[ids] = pose[:, :3]
+        self.shift[ids] = 0.0
         self.obj_quat[ids] = pose[:, 3:]
         self.physics.set_state(ids, qpos, np.zeros((len(ids), self.physics.nv)))
         self._last_sensors[ids] = self.physics.forward(ids)
@@ -222,7 +224,7 @@ class RotationEnv(EnvBase):
         if self.cfg.goal_mode:
             self.axis = quat.rotation_axis(obj_quat, self.final_goal)
         goal_angle = quat.angle_between(obj_quat, self.goal)
-        shift = obj_pos - self.start_pos
+        shift = self.shift = obj_pos - self.start_pos
         terms = reward_terms(self.cfg.reward, angvel=angvel, linvel=linvel, axis=self.axis, q=q,
                              q_init=self.q_init, torque=torque_sub, qdot=qdot_sub, goal_angle=goal_angle,
                              displacement=shift, tip_contacts=self._tip_contacts(last))
@@ -282,8 +284,7 @@ class RotationEnv(EnvBase):
             "rotation_axis": self.axis,
         }
         if self.cfg.privileged_displacement:
-            oq = self.sampler.object_qpos       # from the state, as the drop test measures it
-            parts["object_displacement"] = self.physics.qpos[:, oq:oq + 3] - self.start_pos
+            parts["object_displacement"] = self.shift   # what the drop test measured this step
         for name, value in parts.items():
             self._priv[:, lay.slice(name)] = value
         self.deploy.build(self.wrist_quat, self.axis)

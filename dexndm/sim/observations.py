@@ -93,6 +93,13 @@ def privileged_layout(history: int = PRIVILEGED_HISTORY, object_displacement: bo
     ) + ((("object_displacement", 3),) if object_displacement else ()))
 
 
+def privileged_options(layout: ObsLayout) -> dict[str, int | bool]:
+    """The ``privileged_layout`` arguments (as ``EnvConfig`` fields) that rebuild ``layout``."""
+    fields = dict(layout.fields)
+    return {"privileged_history": fields.get("joint_pos_history", 0) // J,
+            "privileged_displacement": "object_displacement" in fields}
+
+
 def deploy_layout(history: int = DEPLOY_HISTORY) -> ObsLayout:
     """Generalist observation: history of (q_k, a_{k-1}) then wrist orientation and axis."""
     return ObsLayout("deploy", (
