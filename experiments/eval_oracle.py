@@ -4,7 +4,9 @@
 
 Prints episode means of RotR, TTF, RotP and radians rotated for the oracle and for zero action,
 over ``--episodes`` episodes: the first episode of each environment, run in batches of ``--envs``
-(counting whichever episodes end first would over-weight early drops).
+(counting whichever episodes end first would over-weight early drops), and ``rot_by_quarter``: the
+mean rotation rate about the axis (rad/s, the clipped reward term) over the objects still held, in
+each quarter of the episode (an oracle that twists once and then holds shows a falling rate).
 """
 
 from __future__ import annotations
@@ -17,24 +19,35 @@ import torch
 from dexndm.rl.checkpoint import load_oracle
 from dexndm.sim import make_env
 from dexndm.sim.metrics import EPISODE_METRICS, summarize
+from dexndm.sim.reward import TERMS
+
+QUARTERS = 4
 
 
 def evaluate(policy, env_cfg: dict, envs: int, episodes: int, seed: int) -> dict:
     done = {m: [] for m in EPISODE_METRICS}
+    rate_sum, rate_count = torch.zeros(QUARTERS), torch.zeros(QUARTERS)
     for batch in range(-(-episodes // envs)):
         env = make_env(env_cfg, num_envs=min(envs, episodes - batch * envs), seed=seed + batch)
         td = env.reset()
         pending = torch.ones(env.batch_size[0], dtype=torch.bool)
+        step = 0
         while pending.any():
             with torch.no_grad():
                 td["action"] = policy(td["observation"])
             out, td = env.step_and_maybe_reset(td)
+            quarter = min(step * QUARTERS // env.cfg.episode_steps, QUARTERS - 1)
+            rate_sum[quarter] += out["next", "reward_terms"][pending, TERMS.index("rot")].sum()
+            rate_count[quarter] += pending.sum()
+            step += 1
             first = out["next", "episode_ended"].squeeze(-1) & pending
             for k, m in enumerate(EPISODE_METRICS):
                 done[m].extend(out["next", "episode_metrics"][first, k].tolist())
             pending &= ~first
         env.close()
-    return {k: v["mean"] for k, v in summarize(done).items() if k in ("rot_r", "ttf", "rotp", "rot_rad")}
+    result = {k: v["mean"] for k, v in summarize(done).items() if k in ("rot_r", "ttf", "rotp", "rot_rad")}
+    result["rot_by_quarter"] = (rate_sum / rate_count.clamp(min=1)).tolist()
+    return result
 
 
 def main() -> None:

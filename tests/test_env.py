@@ -117,6 +117,50 @@ def test_episode_ends_at_400_steps_with_metrics(tiny_env_cfg):
     env.close()
 
 
+def test_staggered_episodes_are_truncated_at_their_limits_and_not_counted(tiny_env_cfg):
+    env = make_env(tiny_env_cfg, num_envs=8, episode_steps=12, randomization={"enabled": False})
+    td = env.reset()
+    limits = env.stagger_episodes()
+    assert limits.min() >= 1 and limits.max() <= 12 and len(set(limits.tolist())) > 1
+    done_at = np.zeros(8, dtype=int)
+    for step in range(1, 13):
+        td["action"] = torch.zeros(8, 16)
+        nxt = env.step(td)["next"]
+        done = nxt["done"].reshape(-1).numpy()
+        for i in np.flatnonzero(done & (done_at == 0)):
+            done_at[i] = step
+            assert nxt["truncated"][i] and not nxt["terminated"][i]
+            assert bool(nxt["episode_ended"][i]) == (step == 12)   # only full-length episodes count
+        td = env.reset(nxt.set("_reset", nxt["done"])) if done.any() else nxt
+    np.testing.assert_array_equal(done_at, limits)
+    assert (env.episode_limit[done_at < 12] == 12).all()     # the next episodes run full length
+    env.close()
+
+
+def test_pose_actions_move_the_targets_towards_the_pose_at_the_relative_rate(tiny_env_cfg):
+    """env.pose_action_range: u stands for first targets + r u; each step the chain moves towards it by
+    at most 1/24 rad, and ``relative_action`` is the relative action that did it."""
+    from dexndm.hand import constants as hc
+
+    env = make_env(tiny_env_cfg, pose_action_range=0.3, randomization={"enabled": False})
+    td = env.reset()
+    first = env.control.target.copy()
+    u = torch.zeros(4, 16)
+    u[:, 2], u[:, 5] = 1.0, -0.5
+    for _ in range(10):
+        before = env.control.target.copy()
+        td["action"] = u
+        td = env.step(td)["next"]
+        rel = td["relative_action"].double().numpy()
+        assert np.abs(rel).max() <= 1.0
+        np.testing.assert_allclose(env.control.target, np.clip(before + rel / 24, hc.JOINT_LOWER, hc.JOINT_UPPER),
+                                   atol=1e-6)
+    want = np.clip(first + 0.3 * u.double().numpy(), hc.JOINT_LOWER, hc.JOINT_UPPER)
+    np.testing.assert_allclose(env.control.target, want, atol=1e-6)     # 0.3 rad takes 7.2 steps: reached
+    assert np.abs(rel[:, 2]).max() < 1e-4                                  # and held there
+    env.close()
+
+
 def test_observation_layouts_match_sources(tiny_env_cfg):
     env = make_env(tiny_env_cfg, randomization={"enabled": False})
     td = env.reset()

@@ -236,7 +236,8 @@ def test_an_oracle_fixes_the_env_it_is_evaluated_in_and_conflicts_are_refused():
     """An oracle trained before the displacement observation is evaluated in an env that builds its
     layout; two policies needing different layouts cannot share an env."""
     old = P.load_policy(f"oracle:{ORACLE}")
-    assert old.env_requirements() == {"privileged_history": 3, "privileged_displacement": False}
+    assert old.env_requirements() == {"privileged_history": 3, "privileged_displacement": False,
+                                      "pose_action_range": None}
 
     class NeedsDisplacement(P.Policy):
         def env_requirements(self):
@@ -245,3 +246,26 @@ def test_an_oracle_fixes_the_env_it_is_evaluated_in_and_conflicts_are_refused():
     assert R.policy_env_requirements({"a": old, "b": P.load_policy("zero")})["privileged_displacement"] is False
     with pytest.raises(ValueError, match="separate runs"):
         R.policy_env_requirements({"old": old, "new": NeedsDisplacement(P.parse_policies(["zero"])["zero"])})
+
+
+def test_a_pose_action_oracle_needs_a_pose_env_and_relative_policies_refuse_one(tmp_path, tiny_env_cfg, ckpts):
+    from dexndm.rl.ppo import train
+    from tests.test_ppo import tiny_cfg
+
+    train(tiny_cfg({**tiny_env_cfg, "pose_action_range": 0.3}, tmp_path, iterations=1, tensorboard=False))
+    pose = P.load_policy(f"oracle:{tmp_path / 'checkpoints' / 'last.pt'}")
+    assert pose.env_requirements()["pose_action_range"] == 0.3
+    with pytest.raises(ValueError, match="separate runs"):
+        R.policy_env_requirements({"pose": pose, "zero": P.load_policy("zero")})
+    env = make_env(tiny_env_cfg, pose_action_range=0.3)
+    plain = make_env(tiny_env_cfg)
+    try:
+        pose.check_env(env)
+        with pytest.raises(ValueError, match="pose_action_range"):
+            pose.check_env(plain)
+        for relative in (P.load_policy("zero"), P.load_policy(f"generalist:{ckpts['gen']}")):
+            with pytest.raises(ValueError, match="set it to null"):
+                relative.check_env(env)
+    finally:
+        env.close()
+        plain.close()

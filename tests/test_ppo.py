@@ -59,6 +59,7 @@ def test_ppo_updates_the_policy_and_logs_every_reward_term(tmp_path, tiny_env_cf
 
 
 def test_resume_continues_exactly_like_the_uninterrupted_run(tmp_path, tiny_env_cfg):
+    tiny_env_cfg = {**tiny_env_cfg, "episode_steps": 12}   # staggered cuts and full episodes inside the run
     straight, split = tmp_path / "straight", tmp_path / "split"
     train(tiny_cfg(tiny_env_cfg, straight, iterations=4, checkpoint_every=2))
     train(tiny_cfg(tiny_env_cfg, split, iterations=2, checkpoint_every=2))      # "interrupted" after 2

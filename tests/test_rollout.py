@@ -27,12 +27,23 @@ def oracle(tmp_path_factory, tiny_env_cfg):
     return out / "checkpoints" / "last.pt"
 
 
+@pytest.fixture(scope="module")
+def pose_oracle(tmp_path_factory, tiny_env_cfg):
+    """The same, with pose actions (``env.pose_action_range``): rollouts must record relative actions."""
+    out = tmp_path_factory.mktemp("pose_oracle")
+    env = dict(tiny_env_cfg, episode_steps=STEPS, pose_action_range=0.3)
+    train(tiny_cfg(env, out, iterations=1, tensorboard=False))
+    return out / "checkpoints" / "last.pt"
+
+
 def read_all(path) -> dict[int, dict]:
     with TrajectoryFile(path) as tf:
         return {i: traj for i, traj in tf.iter()}
 
 
-def test_rollout_keeps_full_length_episodes_and_writes_a_valid_file(tmp_path, oracle):
+@pytest.mark.parametrize("kind", ["oracle", "pose_oracle"])
+def test_rollout_keeps_full_length_episodes_and_writes_a_valid_file(tmp_path, kind, request):
+    oracle = request.getfixturevalue(kind)
     out = tmp_path / "roll.h5"
     report = rollout_oracle(oracle, out_path=out, num_envs=3, episodes=5, seed=0, privileged_obs=True)
     assert report["attempted"] == 5 and 0 < report["kept"] <= 5

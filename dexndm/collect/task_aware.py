@@ -162,9 +162,8 @@ def _run(env, policy, writer: TrajectoryWriter, episodes: int, limit: int, objec
     while len(writer) < episodes and summary["attempted"] < limit:
         with torch.no_grad():
             td = policy.step_input(td, env)
-        action = td["action"].detach().cpu().numpy()
         td = env.step(td)["next"]
-        buf.record(env, action)
+        buf.record(env, td["relative_action"].numpy())     # what the chain applied (pose-action oracles too)
         ended = td["episode_ended"].reshape(n).numpy()
         if not ended.any():
             continue

@@ -130,12 +130,16 @@ class Policy:
         self.meta: dict[str, Any] = {"spec": str(spec), "kind": spec.kind}
 
     def check_env(self, env) -> None:
-        """Raise ``ValueError`` if ``env`` builds observations this policy cannot read."""
+        """Raise ``ValueError`` if ``env`` builds observations this policy cannot read (or reads
+        its actions as poses: only oracles trained so output them)."""
+        if getattr(env.cfg, "pose_action_range", None) is not None:
+            raise ValueError(f"{self.spec}: outputs relative actions, but the env reads actions as poses "
+                             f"(env.pose_action_range={env.cfg.pose_action_range}); set it to null")
 
     def env_requirements(self) -> dict[str, Any]:
-        """``EnvConfig`` fields this policy's observation fixes (an env built with them passes
-        ``check_env``, other settings permitting)."""
-        return {}
+        """``EnvConfig`` fields this policy's observation and action fix (an env built with them
+        passes ``check_env``, other settings permitting): by default relative actions."""
+        return {"pose_action_range": None}
 
     @torch.no_grad()
     def act(self, td, env) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -169,12 +173,13 @@ class OraclePolicy(Policy):
         self.model, meta = load_oracle(path)
         self.layout = meta["obs_layout"]
         self.action_scale = float(meta["action_scale"])
+        self.pose_action_range = meta["config"].get("env", {}).get("pose_action_range")
         self.meta.update(checkpoint=str(path), checkpoint_sha256=file_sha256(path),
                          frames=int(meta["counters"].get("frames", 0)),
                          object_set=meta["config"].get("env", {}).get("object_set"))
 
     def env_requirements(self) -> dict[str, Any]:
-        return privileged_options(self.layout)
+        return {**privileged_options(self.layout), "pose_action_range": self.pose_action_range}
 
     def check_env(self, env) -> None:
         try:
@@ -185,6 +190,9 @@ class OraclePolicy(Policy):
         if abs(self.action_scale - env.cfg.action_scale) > 1e-12:
             raise ValueError(f"oracle {self.spec.checkpoint}: action_scale {self.action_scale} differs from the env's "
                              f"{env.cfg.action_scale}")
+        if env.cfg.pose_action_range != self.pose_action_range:
+            raise ValueError(f"oracle {self.spec.checkpoint}: trained with env.pose_action_range="
+                             f"{self.pose_action_range}, the env has {env.cfg.pose_action_range}")
 
     @torch.no_grad()
     def act(self, td, env):
@@ -221,6 +229,7 @@ class GeneralistPolicy(Policy):
     def check_env(self, env) -> None:
         from dexndm.sim.observations import ObsLayout
 
+        super().check_env(env)
         try:
             env.deploy_layout.check_compatible(ObsLayout.from_dict(self.meta["layout"]))
         except ValueError as exc:

@@ -189,7 +189,7 @@ def _run(model, env_cfg: EnvConfig, writer: TrajectoryWriter, remaining: int, re
             pose = env.physics.qpos[:, oq:oq + 7]
             target = env.control.target
             next_obs = nxt["observation"].numpy()
-            act = action.numpy()
+            act = nxt["relative_action"].numpy()      # the paper's action, also for pose-action oracles
             obs_np = obs_t.numpy()
             for i in np.flatnonzero(eps.claimed):
                 b = eps.buf[i]

@@ -55,6 +55,8 @@ class EnvConfig:
     axes: Any = "all"                        # x | y | z | general | all | +z ... | list of 3-vectors
     episode_steps: int = 400                 # 20 s at 20 Hz
     action_scale: float = ACTION_SCALE       # a_t = a_{t-1} + action_scale * action
+    pose_action_range: float | None = None   # rad; set: the action is a pose around the episode's first
+                                             # targets, reached at <= action_scale per step (env docstring)
     deploy_history: int = 10                 # T
     privileged_history: int = 3
     privileged_displacement: bool = True     # the oracle sees the object's shift from its start pose
@@ -90,6 +92,8 @@ class EnvConfig:
         if not 0.0 <= self.gravity_start <= 1.0 or self.gravity_ramp_steps < 0:
             raise ValueError(f"env.gravity_start must be in [0, 1] and env.gravity_ramp_steps >= 0, got "
                              f"{self.gravity_start}, {self.gravity_ramp_steps}")
+        if self.pose_action_range is not None and not self.pose_action_range > 0:
+            raise ValueError(f"env.pose_action_range must be > 0 (rad) or null, got {self.pose_action_range}")
         if self.deploy_history < 1 or self.privileged_history < 1:
             raise ValueError("env.deploy_history and env.privileged_history must be >= 1")
 

@@ -13,10 +13,26 @@ The rotation reward and metrics use the object's mean angular velocity over the 
 step (its orientation change divided by 1/20 s, as Hora does), not the instantaneous
 velocity at the step's last physics step, which contact chatter makes noisy.
 
+Pose actions (``pose_action_range`` r, rad; off by default).  The action u in [-1, 1]^16
+is a hand pose around the episode's first targets g: the env commands the relative action
+clip((g + r u - a_{t-1}) / scale, -1, 1), i.e. moves the targets towards g + r u by at
+most 1/24 rad per step.  The command path, the chain a_t and every recorded action stay
+the paper's (``relative_action`` in the output is what was applied); only the oracle's
+exploration changes: Gaussian noise on a pose stays near the grasp, while noise on
+relative steps is a random walk of the targets away from it.  MuJoCo Playground's LEAP
+rotate-z task uses absolute targets around a home pose (without the rate limit).
+
 Outputs per step: ``observation`` (privileged, oracle), ``policy_obs`` (deployable),
-``reward``, ``done``/``terminated``/``truncated``, ``reward_terms`` (each reward term,
-unweighted, columns in ``reward.TERMS`` order) and ``episode_metrics`` (columns in
+``relative_action`` (the relative action applied, [N, 16]), ``reward``,
+``done``/``terminated``/``truncated``, ``reward_terms`` (each reward term, unweighted,
+columns in ``reward.TERMS`` order) and ``episode_metrics`` (columns in
 ``metrics.EPISODE_METRICS`` order, valid where ``episode_ended``).
+
+``stagger_episodes()`` cuts the current episodes at random lengths (legged_gym's
+``init_at_random_ep_len``): after a full reset every env starts at step 0, and an oracle
+that holds keeps them in lockstep, so each PPO batch would hold one phase of the episode
+only.  A cut episode is truncated (done, value bootstrapped) without ``episode_ended``:
+it is not a full episode and stays out of the metrics.
 """
 
 from __future__ import annotations
@@ -105,6 +121,9 @@ class RotationEnv(EnvBase):
         self._last_sensors = np.zeros((n, self.physics.nsensordata))
         self._last_qvel = np.zeros((n, J))
         self._terms = {t: np.zeros(n) for t in TERMS}
+        self.episode_limit = np.full(n, self.cfg.episode_steps)   # truncation step of each current episode
+        self.first_target = np.zeros((n, J))              # targets at reset: the centre of pose actions
+        self.relative_action = np.zeros((n, J))            # the relative action applied at the last step
 
     def _make_specs(self, n: int) -> None:
         shape = (n,)
@@ -114,6 +133,7 @@ class RotationEnv(EnvBase):
             reward_terms=Unbounded((n, len(TERMS)), dtype=torch.float32, device=self.device),
             episode_metrics=Unbounded((n, len(EPISODE_METRICS)), dtype=torch.float32, device=self.device),
             episode_ended=Categorical(2, (n, 1), dtype=torch.bool, device=self.device),
+            relative_action=Bounded(-1.0, 1.0, (n, J), dtype=torch.float32, device=self.device),
             shape=shape, device=self.device,
         )
         self.action_spec = Bounded(-1.0, 1.0, (n, J), dtype=torch.float32, device=self.device)
@@ -140,6 +160,8 @@ class RotationEnv(EnvBase):
         self._last_sensors[ids] = self.physics.forward(ids)
         self._last_qvel[ids] = 0.0
         self.control.reset(ids, target)
+        self.first_target[ids] = target
+        self.relative_action[ids] = 0.0
         self.q_init[ids] = q
         q_meas = self.control.measure(q, self.rng)
         self.q_hist[ids] = q_meas[:, None]
@@ -160,6 +182,7 @@ class RotationEnv(EnvBase):
         else:
             self.goal[ids] = self._waypoint(obj_quat, self.axis[ids])
         self.tracker.reset(ids)
+        self.episode_limit[ids] = self.cfg.episode_steps
         for t in self._terms.values():
             t[ids] = 0.0
         if 0 in ids:
@@ -187,6 +210,10 @@ class RotationEnv(EnvBase):
         offset = tensordict.get("target_offset", None)   # residual a_res (rad): sent, not chained
         if offset is not None:
             offset = offset.detach().to("cpu", torch.float64).numpy().reshape(n, J)
+        action = np.clip(np.nan_to_num(action, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0)
+        if self.cfg.pose_action_range is not None:
+            action = self.pose_to_relative(action)
+        self.relative_action = action
         ctrl = self.control.relative(action, offset)
         self.control_steps += 1
 
@@ -241,8 +268,9 @@ class RotationEnv(EnvBase):
         reward = total_reward(self.cfg.reward, terms, self.env0_resets, dropped=terminated)
         reward[blowup] = 0.0
         self.tracker.step(angvel, self.axis, terms, goal_angle=quat.angle_between(obj_quat, self.final_goal))
-        truncated = (self.tracker.steps >= self.cfg.episode_steps) | blowup
-        ended = terminated | truncated
+        full_length = self.tracker.steps >= self.cfg.episode_steps
+        truncated = (self.tracker.steps >= self.episode_limit) | blowup
+        ended = terminated | full_length | blowup     # episodes cut by stagger_episodes() are not counted
         metrics = self.tracker.finish(ended, blowup, self.cfg.goal_success_angle) if ended.any() else None
 
         q_meas = self.control.measure(q, self.rng)
@@ -257,6 +285,19 @@ class RotationEnv(EnvBase):
         self._obj = (obj_pos, obj_quat, linvel, angvel)
         self._build_obs()
         return self._output(reward=reward, terminated=terminated, truncated=truncated, ended=ended, metrics=metrics)
+
+    def pose_to_relative(self, pose_action: np.ndarray) -> np.ndarray:
+        """Relative actions [N, 16] that move the targets towards the pose ``pose_action`` [N, 16]
+        in [-1, 1] stands for (``first_target + pose_action_range * pose_action``)."""
+        wanted = self.first_target + self.cfg.pose_action_range * pose_action
+        return np.clip((wanted - self.control.target) / self.cfg.action_scale, -1.0, 1.0)
+
+    def stagger_episodes(self) -> np.ndarray:
+        """Truncate each env's current episode after a random number of steps (uniform over
+        1..episode_steps from now, drawn from the env's generator); returns those limits [N]."""
+        n = self.batch_size[0]
+        self.episode_limit = self.tracker.steps + self.rng.integers(1, self.cfg.episode_steps + 1, size=n)
+        return self.episode_limit.copy()
 
     def _tip_contacts(self, last: np.ndarray) -> np.ndarray:
         """[N, 4] bool: each fingertip touches the object at the step's last physics step."""
@@ -302,6 +343,7 @@ class RotationEnv(EnvBase):
             "reward_terms": torch.from_numpy(np.stack([self._terms[t] for t in TERMS], axis=1).astype(np.float32)),
             "episode_metrics": torch.from_numpy(episode),
             "episode_ended": col(ended, torch.bool),
+            "relative_action": torch.from_numpy(self.relative_action.astype(np.float32)),
             "done": col(terminated | truncated, torch.bool),
             "terminated": col(terminated, torch.bool),
             "truncated": col(truncated, torch.bool),
