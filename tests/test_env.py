@@ -145,6 +145,7 @@ def test_pose_actions_move_the_targets_towards_the_pose_at_the_relative_rate(tin
     env = make_env(tiny_env_cfg, pose_action_range=0.3, randomization={"enabled": False})
     td = env.reset()
     first = env.control.target.copy()
+    np.testing.assert_allclose(td["observation"][:, env.priv_layout.slice("pose_center")], first, atol=1e-6)
     u = torch.zeros(4, 16)
     u[:, 2], u[:, 5] = 1.0, -0.5
     for _ in range(10):

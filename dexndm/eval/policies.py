@@ -182,6 +182,9 @@ class OraclePolicy(Policy):
         return {**privileged_options(self.layout), "pose_action_range": self.pose_action_range}
 
     def check_env(self, env) -> None:
+        if env.cfg.pose_action_range != self.pose_action_range:
+            raise ValueError(f"oracle {self.spec.checkpoint}: trained with env.pose_action_range="
+                             f"{self.pose_action_range}, the env has {env.cfg.pose_action_range}")
         try:
             env.priv_layout.check_compatible(self.layout)
         except ValueError as exc:
@@ -190,9 +193,6 @@ class OraclePolicy(Policy):
         if abs(self.action_scale - env.cfg.action_scale) > 1e-12:
             raise ValueError(f"oracle {self.spec.checkpoint}: action_scale {self.action_scale} differs from the env's "
                              f"{env.cfg.action_scale}")
-        if env.cfg.pose_action_range != self.pose_action_range:
-            raise ValueError(f"oracle {self.spec.checkpoint}: trained with env.pose_action_range="
-                             f"{self.pose_action_range}, the env has {env.cfg.pose_action_range}")
 
     @torch.no_grad()
     def act(self, td, env):

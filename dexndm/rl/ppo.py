@@ -22,7 +22,8 @@ episode of 400 steps).  After each full reset ``stagger_episodes`` (on by defaul
 the new episodes at random lengths: an oracle that holds on would otherwise keep every
 env in lockstep, and each batch would hold one phase of the episode (measured on a
 cuboid oracle cut every 320 steps: per-step rotation reward 0.22-0.25 in the batch of
-steps 0-31, 0.03-0.05 from step ~150 on).  Exactness holds on CPU; CUDA kernels may be nondeterministic.
+steps 0-31, 0.03-0.05 from step ~150 on).  Exactness holds on CPU; CUDA kernels may be
+nondeterministic.
 """
 
 from __future__ import annotations

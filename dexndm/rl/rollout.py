@@ -34,7 +34,7 @@ from dexndm.hand import constants as hc
 from dexndm.rl.checkpoint import load_oracle
 from dexndm.sim.config import EnvConfig
 from dexndm.sim.metrics import EPISODE_METRICS
-from dexndm.sim.observations import privileged_layout
+from dexndm.sim.observations import privileged_layout_of
 from dexndm.files import file_sha256
 
 J = hc.NUM_JOINTS
@@ -77,7 +77,7 @@ def rollout_oracle(checkpoint_path: str | Path, *, out_path: str | Path, num_env
     saved_env = meta["config"]["env"]
     probe = rollout_env_config(saved_env, num_envs=num_envs, wrist=wrist, axes=axes, domain=domain,
                                seed=seed, grasp_dir=grasp_dir)
-    built = privileged_layout(probe.privileged_history, probe.privileged_displacement)
+    built = privileged_layout_of(probe)
     try:
         built.check_compatible(meta["obs_layout"])
     except ValueError as exc:

@@ -50,7 +50,7 @@ from dexndm.sim.config import EnvConfig
 from dexndm.sim.control import HandController
 from dexndm.sim.domain import load_domain
 from dexndm.sim.metrics import EPISODE_METRICS, EpisodeTracker
-from dexndm.sim.observations import DeployObservation, privileged_layout
+from dexndm.sim.observations import DeployObservation, privileged_layout_of
 from dexndm.sim.physics import RolloutPhysics
 from dexndm.sim.reward import TERMS, reward_terms, total_reward
 from dexndm.sim.scene import SensorLayout, grasp_center
@@ -78,7 +78,7 @@ class RotationEnv(EnvBase):
         self.rng = np.random.default_rng(cfg.seed)
         self.sampler = TaskSampler(cfg, self.domain)
         self.hand = self.sampler.hand
-        self.priv_layout = privileged_layout(cfg.privileged_history, cfg.privileged_displacement)
+        self.priv_layout = privileged_layout_of(cfg)
         self.center = grasp_center()
         self.substeps = self.domain.substeps
         self.dt = self.domain.control_dt
@@ -326,6 +326,8 @@ class RotationEnv(EnvBase):
         }
         if self.cfg.privileged_displacement:
             parts["object_displacement"] = self.shift   # what the drop test measured this step
+        if self.cfg.pose_action_range is not None:
+            parts["pose_center"] = self.first_target
         for name, value in parts.items():
             self._priv[:, lay.slice(name)] = value
         self.deploy.build(self.wrist_quat, self.axis)

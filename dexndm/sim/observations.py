@@ -70,13 +70,16 @@ PRIVILEGED_HISTORY = 3
 DEPLOY_HISTORY = 10
 
 
-def privileged_layout(history: int = PRIVILEGED_HISTORY, object_displacement: bool = False) -> ObsLayout:
+def privileged_layout(history: int = PRIVILEGED_HISTORY, object_displacement: bool = False,
+                      pose_center: bool = False) -> ObsLayout:
     """Oracle observation (paper A.1 list; contact part sized for this model's bodies).
 
     ``object_displacement`` (ours) appends the object's position minus its position at reset:
     the drop test and the position penalty are measured from there, and grasps start in
     different places (cuboids, palm up: 2.3 cm from their mean on average), so without it the
-    policy cannot tell how close the object is to ending the episode."""
+    policy cannot tell how close the object is to ending the episode.  ``pose_center`` (ours,
+    with pose actions) appends the episode's first targets, the centre the action's pose is
+    taken around: they differ between grasps (0.15 rad std per joint over the cuboid grasps)."""
     return ObsLayout("privileged", (
         ("joint_pos_history", history * J),      # [history, 16], oldest first
         ("target_history", history * J),         # [history, 16]
@@ -90,11 +93,18 @@ def privileged_layout(history: int = PRIVILEGED_HISTORY, object_displacement: bo
         ("contact_binary", len(hc.CONTACT_BODIES)),
         ("wrist_quat", 4),
         ("rotation_axis", 3),
-    ) + ((("object_displacement", 3),) if object_displacement else ()))
+    ) + ((("object_displacement", 3),) if object_displacement else ())
+      + ((("pose_center", J),) if pose_center else ()))
+
+
+def privileged_layout_of(cfg) -> ObsLayout:
+    """The privileged layout an ``EnvConfig`` builds."""
+    return privileged_layout(cfg.privileged_history, cfg.privileged_displacement, cfg.pose_action_range is not None)
 
 
 def privileged_options(layout: ObsLayout) -> dict[str, int | bool]:
-    """The ``privileged_layout`` arguments (as ``EnvConfig`` fields) that rebuild ``layout``."""
+    """The ``privileged_layout`` arguments (as ``EnvConfig`` fields) that rebuild ``layout``
+    (a ``pose_center`` field comes with ``env.pose_action_range``, whose value the layout lacks)."""
     fields = dict(layout.fields)
     return {"privileged_history": fields.get("joint_pos_history", 0) // J,
             "privileged_displacement": "object_displacement" in fields}
