@@ -5,8 +5,9 @@
 Prints episode means of RotR, TTF, RotP and radians rotated for the oracle and for zero action,
 over ``--episodes`` episodes: the first episode of each environment, run in batches of ``--envs``
 (counting whichever episodes end first would over-weight early drops), and ``rot_by_quarter``: the
-mean rotation rate about the axis (rad/s, the clipped reward term) over the objects still held, in
-each quarter of the episode (an oracle that twists once and then holds shows a falling rate).
+mean rotation rate about the axis (rad/s, unclipped) over the objects still held, in
+each quarter of the episode (an oracle that twists once and then holds shows a falling rate), and
+``shake``: the fraction of held steps turning faster than 1 rad/s either way (the object shaken).
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import json
 import torch
 
 from dexndm.rl.checkpoint import load_oracle
-from dexndm.sim import make_env
+from dexndm.sim import make_env, quat
 from dexndm.sim.metrics import EPISODE_METRICS, summarize
-from dexndm.sim.reward import TERMS
 
 QUARTERS = 4
 
@@ -27,6 +27,7 @@ QUARTERS = 4
 def evaluate(policy, env_cfg: dict, envs: int, episodes: int, seed: int) -> dict:
     done = {m: [] for m in EPISODE_METRICS}
     rate_sum, rate_count = torch.zeros(QUARTERS), torch.zeros(QUARTERS)
+    fast = 0
     for batch in range(-(-episodes // envs)):
         env = make_env(env_cfg, num_envs=min(envs, episodes - batch * envs), seed=seed + batch)
         td = env.reset()
@@ -35,10 +36,14 @@ def evaluate(policy, env_cfg: dict, envs: int, episodes: int, seed: int) -> dict
         while pending.any():
             with torch.no_grad():
                 td["action"] = policy(td["observation"])
-            out, td = env.step_and_maybe_reset(td)
+            before = env.obj_quat.copy()
+            out = env.step(td)
+            rate = torch.as_tensor((quat.rotation_vector(before, env.obj_quat) / env.dt * env.axis).sum(-1))
+            td = env.maybe_reset(env.step_mdp(out))
             quarter = min(step * QUARTERS // env.cfg.episode_steps, QUARTERS - 1)
-            rate_sum[quarter] += out["next", "reward_terms"][pending, TERMS.index("rot")].sum()
+            rate_sum[quarter] += rate[pending].sum()
             rate_count[quarter] += pending.sum()
+            fast += int((rate[pending].abs() > 1.0).sum())
             step += 1
             first = out["next", "episode_ended"].squeeze(-1) & pending
             for k, m in enumerate(EPISODE_METRICS):
@@ -47,6 +52,7 @@ def evaluate(policy, env_cfg: dict, envs: int, episodes: int, seed: int) -> dict
         env.close()
     result = {k: v["mean"] for k, v in summarize(done).items() if k in ("rot_r", "ttf", "rotp", "rot_rad")}
     result["rot_by_quarter"] = (rate_sum / rate_count.clamp(min=1)).tolist()
+    result["shake"] = fast / max(float(rate_count.sum()), 1.0)
     return result
 
 

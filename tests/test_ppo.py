@@ -191,6 +191,7 @@ def test_reward_presets_compose_onto_the_env_reward():
     assert paper == RewardConfig().__dict__ | {"schedule_targets": ["rot", "offaxis"]}
     assert rotation.alive_bonus == 0.0 and rotation.work == 0.0 and list(rotation.schedule_targets) == []
     assert rotation.drop_penalty == 7 and rotation.rot_clip == 1.0     # command-line overrides win
+    assert rotation.clip_backward is False
 
 
 def test_init_from_warm_starts_weights_but_not_counters(tmp_path, tiny_env_cfg):

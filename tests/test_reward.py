@@ -32,6 +32,16 @@ def test_rotation_term_is_clipped_projection():
     assert terms_for([0.3, 0, 0])["rot"][0] == pytest.approx(0.0)
 
 
+def test_without_the_backward_clip_shaking_earns_less_than_it_turns():
+    cfg = RewardConfig(rot_clip=1.0, clip_backward=False)
+    assert terms_for([0, 0, 2.0], cfg=cfg)["rot"][0] == pytest.approx(1.0)
+    assert terms_for([0, 0, -2.0], cfg=cfg)["rot"][0] == pytest.approx(-2.0)
+    shake = np.array([0.9, 0.9, 0.9, -2.6])                  # slow forward, fast back: net 0.025 rad/s
+    paid = lambda c: np.mean([terms_for([0, 0, w], cfg=c)["rot"][0] for w in shake])  # noqa: E731
+    assert paid(RewardConfig(rot_clip=1.0)) == pytest.approx(0.425)  # symmetric clip: 17x the true rate
+    assert paid(cfg) == pytest.approx(shake.mean())                  # one-sided: the true rate
+
+
 def test_off_axis_spin_is_penalised_by_l1_cross_product():
     on = terms_for([0, 0, 0.4])
     off = terms_for([0.3, -0.4, 0.0])

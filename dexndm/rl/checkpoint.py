@@ -141,7 +141,8 @@ def _py_state_from_json(st):
 LEGACY_VALUES = {"env.max_sag": None, "ppo.noise_correlation": 0.0, "env.gravity_start": 1.0,
                  "env.gravity_ramp_steps": 0, "ppo.log_std_min": None, "ppo.log_std_max": None, "env.grasp.seed": 0,
                  "env.grasp.fallback": True, "env.reward.position": 0.0, "env.reward.rot_gate_distance": None,
-                 "env.reward.tip_contact": 0.0, "env.privileged_displacement": False}
+                 "env.reward.tip_contact": 0.0, "env.privileged_displacement": False,
+                 "env.reward.clip_backward": True}
 
 
 def with_legacy_values(config: dict) -> dict:
