@@ -18,7 +18,7 @@ import json
 import torch
 
 from dexndm.rl.checkpoint import load_oracle
-from dexndm.sim import make_env, quat
+from dexndm.sim import make_env
 from dexndm.sim.metrics import EPISODE_METRICS, summarize
 
 QUARTERS = 4
@@ -36,9 +36,9 @@ def evaluate(policy, env_cfg: dict, envs: int, episodes: int, seed: int) -> dict
         while pending.any():
             with torch.no_grad():
                 td["action"] = policy(td["observation"])
-            before = env.obj_quat.copy()
+            before = env.tracker.w_dot_k.copy()
             out = env.step(td)
-            rate = torch.as_tensor((quat.rotation_vector(before, env.obj_quat) / env.dt * env.axis).sum(-1))
+            rate = torch.as_tensor(env.tracker.w_dot_k - before)    # this step's w . k, before any auto-reset
             td = env.maybe_reset(env.step_mdp(out))
             quarter = min(step * QUARTERS // env.cfg.episode_steps, QUARTERS - 1)
             rate_sum[quarter] += rate[pending].sum()
