@@ -1,6 +1,7 @@
 """Evaluate an oracle checkpoint against a zero-action policy in its own env (deterministic mean).
 
     PYTHONPATH=. python experiments/eval_oracle.py CHECKPOINT [--envs 64] [--episodes 64] [--seed 1]
+        [--env drop_distance=0.05 ...]
 
 Prints episode means of RotR, TTF, RotP and radians rotated for the oracle and for zero action,
 over ``--episodes`` episodes: the first episode of each environment, run in batches of ``--envs``
@@ -8,6 +9,8 @@ over ``--episodes`` episodes: the first episode of each environment, run in batc
 mean rotation rate about the axis (rad/s, unclipped) over the objects still held, in
 each quarter of the episode (an oracle that twists once and then holds shows a falling rate), and
 ``shake``: the fraction of held steps turning faster than 1 rad/s either way (the object shaken).
+``--env KEY=VALUE`` changes a setting of the oracle's env for both policies (e.g. measure an oracle
+trained with a looser drop test under the default one); the value is read as YAML.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 
 from dexndm.rl.checkpoint import load_oracle
 from dexndm.sim import make_env
+from dexndm.sim.config import with_overrides
 from dexndm.sim.metrics import EPISODE_METRICS, summarize
 
 QUARTERS = 4
@@ -62,13 +66,16 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=64)
     parser.add_argument("--episodes", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="change an env setting, dotted keys allowed (repeatable)")
     args = parser.parse_args()
     model, meta = load_oracle(args.checkpoint)
-    env_cfg = meta["config"]["env"]
+    env_cfg = with_overrides(meta["config"]["env"], args.env)
     result = {
         "oracle": evaluate(model.act, env_cfg, args.envs, args.episodes, args.seed),
         "zero_action": evaluate(lambda obs: torch.zeros(obs.shape[0], 16), env_cfg, args.envs, args.episodes, args.seed),
         "frames": meta["counters"]["frames"],
+        "env_overrides": args.env,
     }
     print(json.dumps(result, indent=2))
 

@@ -232,6 +232,24 @@ def test_bad_config_is_refused_with_the_key(tiny_env_cfg):
         make_env(tiny_env_cfg, randomization={"object_mass": [0.05, 0.01]})
 
 
+def test_dotted_overrides_change_only_what_they_name(tiny_env_cfg):
+    import dataclasses
+
+    from dexndm.sim.config import EnvConfig, with_overrides
+
+    base = EnvConfig.from_dict(tiny_env_cfg)
+    before = base.to_dict()
+    out = with_overrides(before, ["drop_distance=0.1", "grasp.palm_blend=[0.8,1.0]", "grasp.allow_palm_contact=true"])
+    expected = dataclasses.replace(base, drop_distance=0.1, grasp=dataclasses.replace(
+        base.grasp, palm_blend=(0.8, 1.0), allow_palm_contact=True))
+    assert EnvConfig.from_dict(out) == expected
+    assert before == base.to_dict() and base.drop_distance != 0.1   # the input is not modified
+    with pytest.raises(ValueError, match="grasp.squeez"):
+        with_overrides(before, ["grasp.squeez=[0,1]"])
+    with pytest.raises(ValueError, match="palm_blend"):
+        with_overrides(before, ["grasp.palm_blend=[0.9,0.1]"])
+
+
 def test_grasp_cache_falls_back_to_relaxed_grasps(tmp_path):
     """An impossible fingertip criterion (the object starts in the palm, which must stay free) still yields a cache,
     from the relaxed settings, and the file says so; without fallback it is a clear error."""

@@ -177,21 +177,35 @@ def test_train_oracle_app_composes_and_runs(tmp_path, grasp_dir):
     assert len(read_csv(tmp_path / "metrics.csv")) == 2
 
 
-def test_reward_presets_compose_onto_the_env_reward():
+def composed_env(*overrides: str):
+    """The ``env`` node of the real ``train_oracle`` config with ``overrides``."""
     from hydra import compose, initialize_config_module
 
     from dexndm.conf import register
-    from dexndm.sim.reward import RewardConfig
 
     register()
     with initialize_config_module(config_module="dexndm.conf", version_base=None):
-        paper = compose(config_name="train_oracle", overrides=["out_dir=x"]).env.reward
-        rotation = compose(config_name="train_oracle", overrides=["out_dir=x", "reward=rotation",
-                                                                  "env.reward.drop_penalty=7"]).env.reward
+        return compose(config_name="train_oracle", overrides=["out_dir=x", *overrides]).env
+
+
+def test_reward_presets_compose_onto_the_env_reward():
+    from dexndm.sim.reward import RewardConfig
+
+    paper = composed_env().reward
+    rotation = composed_env("reward=rotation", "env.reward.drop_penalty=7").reward
     assert paper == RewardConfig().__dict__ | {"schedule_targets": ["rot", "offaxis"]}
     assert rotation.alive_bonus == 0.0 and rotation.work == 0.0 and list(rotation.schedule_targets) == []
     assert rotation.drop_penalty == 7 and rotation.rot_clip == 1.0     # command-line overrides win
     assert rotation.clip_backward is False
+
+
+def test_grasp_presets_compose_onto_the_env_grasp():
+    from dexndm.sim.grasps import GraspConfig
+
+    assert GraspConfig(**composed_env().grasp) == GraspConfig()
+    palm = GraspConfig(**composed_env("grasp=palm_rest", "env.grasp.min_tip_contacts=3").grasp)
+    assert palm.allow_palm_contact and palm.palm_blend == (0.8, 1.0) and palm.min_tip_contacts == 3
+    assert palm.key() != GraspConfig().key()          # its own grasp caches
 
 
 def test_init_from_warm_starts_weights_but_not_counters(tmp_path, tiny_env_cfg):

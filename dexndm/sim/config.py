@@ -109,6 +109,24 @@ class EnvConfig:
         return dataclasses.asdict(self)
 
 
+def with_overrides(env: dict, items: list[str]) -> dict:
+    """``env`` (an ``EnvConfig`` dict) with dotted ``KEY=VALUE`` overrides applied, values read as
+    YAML (``drop_distance=0.1``, ``grasp.palm_blend=[0.8,1.0]``); the result is validated, and an
+    unknown key raises ``ValueError`` naming it."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError
+
+    base = OmegaConf.create(EnvConfig.from_dict(env).to_dict())
+    OmegaConf.set_struct(base, True)
+    try:
+        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(list(items)))
+    except ConfigKeyError as exc:
+        raise ValueError(f"env override {items}: {str(exc).splitlines()[0]}; valid keys: {sorted(base)}") from None
+    out = OmegaConf.to_container(merged)
+    EnvConfig.from_dict(out)
+    return out
+
+
 def _build(cls, data: dict, where: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
