@@ -8,7 +8,11 @@ over ``--episodes`` episodes: the first episode of each environment, run in batc
 (counting whichever episodes end first would over-weight early drops), and ``rot_by_quarter``: the
 mean rotation rate about the axis (rad/s, unclipped) over the objects still held, in
 each quarter of the episode (an oracle that twists once and then holds shows a falling rate), and
-``shake``: the fraction of held steps turning faster than 1 rad/s either way (the object shaken).
+``shake``: the fraction of held steps turning faster than 1 rad/s either way (the object shaken),
+and, by quarter over the held objects, ``drift_by_quarter``: the joint targets' distance from the
+episode's first targets (sum of squares, rad^2), and ``at_limit_by_quarter``: the fraction of joint
+targets within 0.01 rad of a joint limit (relative actions drift there: a joint at its limit
+explores in one direction only).
 ``--env KEY=VALUE`` changes a setting of the oracle's env for both policies (e.g. measure an oracle
 trained with a looser drop test under the default one); the value is read as YAML.
 """
@@ -20,34 +24,43 @@ import json
 
 import torch
 
+from dexndm.hand import constants as hc
 from dexndm.rl.checkpoint import load_oracle
 from dexndm.sim import make_env
 from dexndm.sim.config import with_overrides
 from dexndm.sim.metrics import EPISODE_METRICS, summarize
 
 QUARTERS = 4
+AT_LIMIT = 0.01  # rad
 
 
 def evaluate(policy, env_cfg: dict, envs: int, episodes: int, seed: int) -> dict:
     done = {m: [] for m in EPISODE_METRICS}
     rate_sum, rate_count = torch.zeros(QUARTERS), torch.zeros(QUARTERS)
     fast = 0
+    drift_sum, limit_sum = torch.zeros(QUARTERS), torch.zeros(QUARTERS)
     for batch in range(-(-episodes // envs)):
         env = make_env(env_cfg, num_envs=min(envs, episodes - batch * envs), seed=seed + batch)
         td = env.reset()
         pending = torch.ones(env.batch_size[0], dtype=torch.bool)
         step = 0
+        first_targets = env.control.target.copy()
         while pending.any():
             with torch.no_grad():
                 td["action"] = policy(td["observation"])
             before = env.tracker.w_dot_k.copy()
             out = env.step(td)
             rate = torch.as_tensor(env.tracker.w_dot_k - before)    # this step's w . k, before any auto-reset
+            target = env.control.target                              # also read before any auto-reset
+            drift = torch.as_tensor(((target - first_targets) ** 2).sum(-1))
+            at_limit = torch.as_tensor(((target - hc.JOINT_LOWER < AT_LIMIT) | (hc.JOINT_UPPER - target < AT_LIMIT)).mean(-1))
             td = env.maybe_reset(env.step_mdp(out))
             quarter = min(step * QUARTERS // env.cfg.episode_steps, QUARTERS - 1)
             rate_sum[quarter] += rate[pending].sum()
             rate_count[quarter] += pending.sum()
             fast += int((rate[pending].abs() > 1.0).sum())
+            drift_sum[quarter] += drift[pending].sum()
+            limit_sum[quarter] += at_limit[pending].sum()
             step += 1
             first = out["next", "episode_ended"].squeeze(-1) & pending
             for k, m in enumerate(EPISODE_METRICS):
@@ -57,6 +70,8 @@ def evaluate(policy, env_cfg: dict, envs: int, episodes: int, seed: int) -> dict
     result = {k: v["mean"] for k, v in summarize(done).items() if k in ("rot_r", "ttf", "rotp", "rot_rad")}
     result["rot_by_quarter"] = (rate_sum / rate_count.clamp(min=1)).tolist()
     result["shake"] = fast / max(float(rate_count.sum()), 1.0)
+    result["drift_by_quarter"] = (drift_sum / rate_count.clamp(min=1)).tolist()
+    result["at_limit_by_quarter"] = (limit_sum / rate_count.clamp(min=1)).tolist()
     return result
 
 

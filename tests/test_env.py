@@ -201,6 +201,25 @@ def test_privileged_observation_carries_the_object_shift_from_its_start(tiny_env
     plain.close()
 
 
+def test_grasp_pose_observation_is_the_pose_term_reference(tiny_env_cfg):
+    """With ``privileged_grasp_pose`` the oracle sees q_init, from which the pose term is measured:
+    the term follows from the observed joint positions and the observed grasp pose (up to the
+    observation's sensor noise)."""
+    env = make_env(tiny_env_cfg, privileged_grasp_pose=True)
+    p = env.priv_layout
+    td = env.reset()
+    seen = td["observation"][:, p.slice("grasp_joint_pos")]
+    torch.testing.assert_close(seen, torch.as_tensor(env.q_init, dtype=torch.float32))
+    td["action"] = torch.ones(4, 16)                                   # every joint moves away
+    nxt = env.step(td)["next"]
+    torch.testing.assert_close(nxt["observation"][:, p.slice("grasp_joint_pos")], seen)  # fixed over the episode
+    q = nxt["observation"][:, p.slice("joint_pos_history")].reshape(4, -1, 16)[:, -1]
+    expected = ((q - seen) ** 2).sum(-1).double().numpy()
+    assert np.allclose(env._terms["pose"], expected, rtol=0.15) and (expected > 5e-3).all()
+    assert "grasp_joint_pos" not in dict(make_env(tiny_env_cfg).priv_layout.fields)
+    env.close()
+
+
 def test_goal_mode_points_the_axis_at_the_goal(tiny_env_cfg):
     env = make_env(tiny_env_cfg, goal_mode=True)
     td = env.reset()

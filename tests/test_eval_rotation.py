@@ -237,7 +237,7 @@ def test_an_oracle_fixes_the_env_it_is_evaluated_in_and_conflicts_are_refused():
     layout; two policies needing different layouts cannot share an env."""
     old = P.load_policy(f"oracle:{ORACLE}")
     assert old.env_requirements() == {"privileged_history": 3, "privileged_displacement": False,
-                                      "pose_action_range": None}
+                                      "privileged_grasp_pose": False, "pose_action_range": None}
 
     class NeedsDisplacement(P.Policy):
         def env_requirements(self):

@@ -208,6 +208,26 @@ def test_grasp_presets_compose_onto_the_env_grasp():
     assert palm.key() != GraspConfig().key()          # its own grasp caches
 
 
+@pytest.mark.parametrize("app", ["eval", "pipeline"])
+def test_grasp_presets_reach_the_env_of_eval_and_pipeline(app):
+    """A policy trained from palm-resting grasps is evaluated (and adapted) from the same grasps; the
+    pipeline's default is the released generalist's (palm-resting), ``~grasp`` the env's own."""
+    from hydra import compose, initialize_config_module
+
+    from dexndm.conf import register
+    from dexndm.sim.grasps import GraspConfig
+
+    register()
+    with initialize_config_module(config_module="dexndm.conf", version_base=None):
+        plain = compose(config_name=app, overrides=["out_dir=x", "~grasp"]).env
+        palm = compose(config_name=app, overrides=["out_dir=x", "grasp=palm_rest"]).env
+        released = compose(config_name="pipeline", overrides=["out_dir=x"]).env
+    assert "grasp" not in plain or GraspConfig(**plain.grasp) == GraspConfig()
+    assert GraspConfig(**palm.grasp) == GraspConfig(palm_blend=(0.8, 1.0), allow_palm_contact=True,
+                                                    min_tip_contacts=2, squeeze=(0.0, 0.1))
+    assert GraspConfig(**released.grasp) == GraspConfig(**palm.grasp) and released.max_sag is None
+
+
 def test_init_from_warm_starts_weights_but_not_counters(tmp_path, tiny_env_cfg):
     src = tmp_path / "src"
     train(tiny_cfg(tiny_env_cfg, src, iterations=1))

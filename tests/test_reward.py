@@ -63,6 +63,16 @@ def test_penalty_terms_and_weights():
     assert total[0] == pytest.approx(expected)
 
 
+def test_pose_tolerance_penalises_only_what_lies_beyond_it():
+    q = np.zeros(16)
+    q[0], q[5], q[9] = 0.1, -0.5, 0.35          # joint 0 inside the band, 5 and 9 beyond it
+    cfg = RewardConfig(pose_tolerance=0.25)
+    assert terms_for([0, 0, 0], q=q, cfg=cfg)["pose"][0] == pytest.approx(0.25 ** 2 + 0.1 ** 2)
+    assert terms_for([0, 0, 0], q=q)["pose"][0] == pytest.approx(0.01 + 0.25 + 0.1225)
+    with pytest.raises(ValueError, match="pose_tolerance"):
+        RewardConfig(pose_tolerance=-0.1)
+
+
 def test_position_term_is_distance_from_start_and_off_by_default():
     t = terms_for([0, 0, 0], displacement=[[0.03, -0.04, 0.0], [0.0, 0.0, 0.0]])
     assert t["position"] == pytest.approx([0.05, 0.0])

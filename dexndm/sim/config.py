@@ -61,6 +61,8 @@ class EnvConfig:
     privileged_history: int = 3
     privileged_displacement: bool = True     # the oracle sees the object's shift from its start pose
                                              # (observations.privileged_layout; False before 2026-12-02)
+    privileged_grasp_pose: bool = False      # the oracle sees the joint positions at reset, from which the
+                                             # reward's pose term is measured (observations.privileged_layout)
     drop_distance: float = 0.05              # m from where the object started: out of the hand
     max_sag: float | None = 0.02             # m the object may sink along gravity (Hora's z threshold): a
                                              # grasp that lets it settle into the palm ends the episode

@@ -328,6 +328,8 @@ class RotationEnv(EnvBase):
             parts["object_displacement"] = self.shift   # what the drop test measured this step
         if self.cfg.pose_action_range is not None:
             parts["pose_center"] = self.first_target
+        if self.cfg.privileged_grasp_pose:
+            parts["grasp_joint_pos"] = self.q_init
         for name, value in parts.items():
             self._priv[:, lay.slice(name)] = value
         self.deploy.build(self.wrist_quat, self.axis)

@@ -71,7 +71,7 @@ DEPLOY_HISTORY = 10
 
 
 def privileged_layout(history: int = PRIVILEGED_HISTORY, object_displacement: bool = False,
-                      pose_center: bool = False) -> ObsLayout:
+                      pose_center: bool = False, grasp_pose: bool = False) -> ObsLayout:
     """Oracle observation (paper A.1 list; contact part sized for this model's bodies).
 
     ``object_displacement`` (ours) appends the object's position minus its position at reset:
@@ -79,7 +79,9 @@ def privileged_layout(history: int = PRIVILEGED_HISTORY, object_displacement: bo
     different places (cuboids, palm up: 2.3 cm from their mean on average), so without it the
     policy cannot tell how close the object is to ending the episode.  ``pose_center`` (ours,
     with pose actions) appends the episode's first targets, the centre the action's pose is
-    taken around: they differ between grasps (0.15 rad std per joint over the cuboid grasps)."""
+    taken around: they differ between grasps (0.15 rad std per joint over the cuboid grasps).
+    ``grasp_pose`` (ours) appends the joint positions at reset: the reward's pose term
+    |q - q_init|^2 is measured from them, which the policy cannot otherwise tell."""
     return ObsLayout("privileged", (
         ("joint_pos_history", history * J),      # [history, 16], oldest first
         ("target_history", history * J),         # [history, 16]
@@ -94,12 +96,14 @@ def privileged_layout(history: int = PRIVILEGED_HISTORY, object_displacement: bo
         ("wrist_quat", 4),
         ("rotation_axis", 3),
     ) + ((("object_displacement", 3),) if object_displacement else ())
-      + ((("pose_center", J),) if pose_center else ()))
+      + ((("pose_center", J),) if pose_center else ())
+      + ((("grasp_joint_pos", J),) if grasp_pose else ()))
 
 
 def privileged_layout_of(cfg) -> ObsLayout:
     """The privileged layout an ``EnvConfig`` builds."""
-    return privileged_layout(cfg.privileged_history, cfg.privileged_displacement, cfg.pose_action_range is not None)
+    return privileged_layout(cfg.privileged_history, cfg.privileged_displacement, cfg.pose_action_range is not None,
+                             cfg.privileged_grasp_pose)
 
 
 def privileged_options(layout: ObsLayout) -> dict[str, int | bool]:
@@ -107,7 +111,8 @@ def privileged_options(layout: ObsLayout) -> dict[str, int | bool]:
     (a ``pose_center`` field comes with ``env.pose_action_range``, whose value the layout lacks)."""
     fields = dict(layout.fields)
     return {"privileged_history": fields.get("joint_pos_history", 0) // J,
-            "privileged_displacement": "object_displacement" in fields}
+            "privileged_displacement": "object_displacement" in fields,
+            "privileged_grasp_pose": "grasp_joint_pos" in fields}
 
 
 def deploy_layout(history: int = DEPLOY_HISTORY) -> ObsLayout:

@@ -38,6 +38,12 @@ earns only while the object stays where it was grasped, so the twist that comes 
 curling the fingers and pulling the object towards the wrist (-x, 4-6 cm within 8-20
 steps in those episodes) stops paying as it happens.
 
+``pose_tolerance`` (ours, default 0) leaves each joint free within that many radians of its
+grasp position and penalises only what lies beyond: (max(|q - q_init| - tol, 0))^2.  Relative
+actions drift to the joint limits without a pose term (index and middle abduction at their upper
+limit in 63% / 86% of envs after 120 steps of a palm-rest oracle); the full quadratic term also
+taxes the small finger motions a gait is made of.
+
 ``clip_backward`` (default True: the paper's clip(w . k, -c, c)).  A symmetric clip pays
 for shaking: a cuboid oracle trained with pose actions (6.6M frames) shook the object about
 the axis, |w . k| above 1 rad/s in 39% of its steps (90th percentile 2.65 rad/s) with the clip
@@ -71,6 +77,7 @@ class RewardConfig:
     offaxis: float = 0.1             # a_rot on |w x k|_1 (final value when scheduled)
     lin_vel: float = 0.3             # a_lin
     pose: float = 0.3                # a_pose
+    pose_tolerance: float = 0.0      # rad per joint the pose term ignores (0: the paper's |q - q_init|^2)
     work: float = 2.0                # a_work
     torque: float = 0.1              # a_torque
     position: float = 0.0            # a_pos, per metre the object is from its start (ours, see above)
@@ -96,6 +103,8 @@ class RewardConfig:
             raise ValueError(f"reward.schedule_targets: unknown entries {bad}; allowed: rot, offaxis")
         if self.rot_gate_distance is not None and not self.rot_gate_distance > 0:
             raise ValueError(f"reward.rot_gate_distance must be > 0 (metres) or null, got {self.rot_gate_distance}")
+        if not self.pose_tolerance >= 0:
+            raise ValueError(f"reward.pose_tolerance must be >= 0 (rad), got {self.pose_tolerance}")
         if self.schedule_end < self.schedule_start:
             raise ValueError("reward.schedule_end must be >= reward.schedule_start")
 
@@ -133,7 +142,7 @@ def reward_terms(
         + cfg.goal_bonus * (goal_angle < thr),
         "offaxis": np.abs(np.cross(angvel, axis)).sum(-1),
         "lin_vel": (linvel ** 2).sum(-1),
-        "pose": ((q - q_init) ** 2).sum(-1),
+        "pose": (np.maximum(np.abs(q - q_init) - cfg.pose_tolerance, 0.0) ** 2).sum(-1),
         "work": np.abs((torque * qdot).sum(-1)).mean(-1),
         "torque": (torque ** 2).sum(-1).mean(-1),
         "position": distance,
