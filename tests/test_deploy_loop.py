@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -80,6 +81,31 @@ def test_end_to_end_emulated_matches_sim_hand(bundle, tmp_path, grasp_dir) -> No
     assert emu["hand"]["ticks"] == sim["hand"]["ticks"] >= 200               # commands arrived: physics ran per goal
     assert emu["hand"]["rotation_rad"] == pytest.approx(sim["hand"]["rotation_rad"], abs=1e-6)
     assert np.abs(np.diff(a["target"], axis=0)).max() > 1e-3                 # the policy did move the hand
+
+
+RELEASED_GENERALIST = Path(__file__).parents[1] / "checkpoints" / "generalist" / "generalist.ckpt"
+
+
+def test_released_bundle_rotates_alike_on_the_emulated_and_the_sim_hand(tmp_path, grasp_dir) -> None:
+    """The released generalist, exported, deployed for 10 simulated seconds from the start grasps it was
+    trained from (grasp=palm_rest): it turns the object on both hands, by the same amount."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    with initialize_config_module("dexndm.conf", version_base=None):
+        grasp = OmegaConf.to_container(compose("deploy", overrides=["grasp=palm_rest"]).env.grasp)
+    bundle = export_bundle(RELEASED_GENERALIST, tmp_path / "released", hand="sim")
+    emu, emu_path = deploy(bundle, tmp_path, grasp_dir, "emulated", "emulated", grasp=grasp)
+    sim, sim_path = deploy(bundle, tmp_path, grasp_dir, "sim", "sim", quantize=True, grasp=grasp)
+    for out, path in ((emu, emu_path), (sim, sim_path)):
+        assert out["reason"] == "duration" and out["ticks"] == 200 and out["bus_errors"] == 0
+        assert validate(path) == []
+        assert not out["hand"]["dropped"]
+        assert out["hand"]["rotation_rad"] > 0.2      # it turns the object (zero action: -0.01 +- 0.04 rad in 20 s)
+    assert emu["hand"]["rotation_rad"] == pytest.approx(sim["hand"]["rotation_rad"], abs=1e-6)
+    a, b = _load(emu_path), _load(sim_path)
+    check_bounds(a["target"].astype(np.float64), a["initial"].astype(np.float64))
+    np.testing.assert_allclose(a["q"], b["q"], atol=1e-6)
 
 
 class WildPolicy:

@@ -191,3 +191,19 @@ def test_export_app_int8(ckpts, tmp_path, capsys) -> None:
     gen, res = ckpts
     out = run({"generalist": str(gen), "residual": str(res), "out": str(tmp_path / "b"), "precision": "int8"})
     assert out["manifest"]["policy"]["precision"] == "int8" and "max |command|" in capsys.readouterr().out
+
+
+def test_bench_deploy_reports_the_weight_read_floor_of_the_bundle_it_times(tmp_path) -> None:
+    """`dexndm bench deploy`'s floor is computed from the bytes of the very fp32 bundle it times:
+    the paper-size generalist (1024 wide, 5 blocks) plus the residual, parameters and buffers."""
+    from dexndm.bench import deploy as bench
+    from dexndm.deploy.testing import write_tiny_checkpoints
+
+    gen, res = write_tiny_checkpoints(tmp_path, hidden=1024, blocks=5, res_hidden=256, res_depth=2)
+    bundle = load_bundle(export_bundle(gen, tmp_path / "b", res))
+    traced = bench._module_bytes(bundle.policy)
+    modules = [torch.load(p, weights_only=True)["state_dict"] for p in (gen, res)]
+    stored = sum(t.numel() * t.element_size() for sd in modules for k, t in sd.items() if "dynamics" not in k)
+    assert traced >= 15 * 1024 * 1024 * 4                          # 5 blocks x 3 layers of 1024 x 1024 fp32
+    assert abs(traced - stored) / stored < 0.01                      # the modules' tensors, not some other count
+    assert 0 < bench._read_floor_ms(traced) < 1000

@@ -279,3 +279,25 @@ def test_resume_of_a_checkpoint_older_than_a_setting(tmp_path, tiny_env_cfg):
     # rollouts and evaluations rebuild the env it trained in, not today's default (0.02)
     _, meta = load_oracle(path)
     assert "max_sag" in meta["config"]["env"] and meta["config"]["env"]["max_sag"] is None
+
+
+def test_committed_oracles_name_every_setting_added_since_they_were_trained():
+    """A setting added to EnvConfig/PPOConfig must get a legacy value (the code's behaviour before it),
+    or the committed oracles can no longer be resumed or evaluated in the env they trained in."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from dexndm.rl.checkpoint import from_json, with_legacy_values
+    from dexndm.rl.ppo import _flatten
+    from dexndm.sim.config import EnvConfig
+
+    now = set(_flatten({"env": asdict(EnvConfig()), "ppo": asdict(PPOConfig())}))
+    checked = 0
+    for path in sorted(Path(__file__).parents[1].glob("checkpoints/oracle/*/last.pt")):
+        config = from_json(load_checkpoint(path)["config"])
+        if "palm_blend" not in config["env"].get("grasp", {}):
+            continue            # trained before today's grasp settings: their caches are gone anyway
+        saved = {k for k in _flatten(with_legacy_values(config)) if k.split(".")[0] in ("env", "ppo")}
+        assert now - saved == set(), f"{path}: add these to checkpoint.LEGACY_VALUES: {sorted(now - saved)}"
+        checked += 1
+    assert checked >= 3

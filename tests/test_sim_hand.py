@@ -80,6 +80,8 @@ def test_domains_and_validation(grasp_dir) -> None:
         SimHandConfig(max_step_rad=0)
     with pytest.raises(ValueError, match="unknown keys.*bogus"):
         HandSpec.from_dict({"kind": "sim", "sim": {"bogus": 1}})
+    with pytest.raises(ValueError, match=r"grasp: unknown keys \['palm_blnd'\]"):
+        SimHandConfig(grasp={"palm_blnd": [0.8, 1.0]})
     with pytest.raises(ValueError, match="hand.kind"):
         HandSpec.from_dict({"kind": "robot"})
     with pytest.raises(RuntimeError, match="connect"):

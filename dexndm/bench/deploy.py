@@ -17,7 +17,14 @@ the bundle-only timings interleaved in rounds so background load falls on both a
 ``inference_only_p99_ms``                the bundle alone, called back to back
 ``int8_over_fp32_p50 / _p99``            int8 / fp32 bundle-only latency (< 1: int8 is faster)
 ``int8_max_dev_command_rad``             int8 vs fp32 command, from the int8 manifest
-Goals: ``inference_p99_ms`` < 2 and ``tick_p99_ms`` < 10 on one core.
+``fp32_weight_mb``                       bytes of the fp32 bundle's parameters and buffers (MB)
+``weight_read_floor_ms``                 the time one core takes to read that many bytes once (best of
+                                         several sums over a buffer of that size, same run): no batch-1
+                                         forward pass can be faster than reading its weights
+``inference_only_p50_over_read_floor``   fp32 bundle-only p50 / that floor (1: at the memory-bandwidth limit)
+Goals: ``inference_p99_ms`` < 2 and ``tick_p99_ms`` < 10 on one core.  At paper size the fp32 weights
+(~64 MB) take longer than 2 ms to read on a core that streams under ~32 GB/s, so there only the int8
+bundle can meet the first goal; the floor says which case a machine is in.
 """
 
 from __future__ import annotations
@@ -68,6 +75,22 @@ def _inference_only(bundles: dict[str, object], n: int, rounds: int = 10) -> dic
     return {k: np.asarray(v) * 1e3 for k, v in out.items()}
 
 
+def _read_floor_ms(nbytes: int, rounds: int = 20) -> float:
+    """Best time (ms) of one core summing a float32 buffer of ``nbytes`` (reads every byte once)."""
+    buf = torch.ones(max(1, nbytes // 4))
+    buf.sum()
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter()
+        buf.sum()
+        best = min(best, time.perf_counter() - t)
+    return best * 1e3
+
+
+def _module_bytes(module: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+
+
 def _loop_timing(bundle, port: str, ticks: int) -> dict[str, float]:
     """The deploy loop's per-tick timing (ms) for ``bundle`` on the emulated bus at ``port``."""
     hand = _BenchHand(LeapHandConfig(port=port, baudrate=BAUDRATE))
@@ -94,6 +117,8 @@ def run(quick: bool = False) -> dict:
             bundles = {p: load_bundle(export_bundle(gen, Path(tmp) / f"bundle_{p}", res, precision=p))
                        for p in ("fp32", "int8")}
             alone = _inference_only(bundles, ticks)
+            weight_bytes = _module_bytes(bundles["fp32"].policy)
+            floor_ms = _read_floor_ms(weight_bytes)
             with DynamixelEmulator(ids=range(hc.NUM_JOINTS), baudrate=BAUDRATE) as emu:
                 loops = {p: _loop_timing(b, emu.port, ticks) for p, b in bundles.items()}
     finally:
@@ -115,6 +140,8 @@ def run(quick: bool = False) -> dict:
         "int8_tick_p50_ms": t8["total_p50_ms"], "int8_tick_p99_ms": t8["total_p99_ms"],
         "int8_over_fp32_p50": p50["int8"] / p50["fp32"], "int8_over_fp32_p99": p99["int8"] / p99["fp32"],
         "int8_max_dev_target_rad": dev["target"], "int8_max_dev_command_rad": dev["command"],
+        "fp32_weight_mb": weight_bytes / 1e6, "weight_read_floor_ms": floor_ms,
+        "inference_only_p50_over_read_floor": p50["fp32"] / floor_ms,
     }
 
 

@@ -18,7 +18,7 @@ numbers (``tests/test_deploy_loop.py`` compares them).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,8 @@ class SimHandConfig:
     seed: int = 0
     grasp_dir: str = "~/.cache/dexndm/grasps"
     grasp_candidates: int = 64       # grasp generation effort when the cache is built
+    grasp: dict[str, Any] = field(default_factory=dict)  # start-grasp settings (GraspConfig fields), e.g. the
+                                     # preset the deployed policy was trained from (conf/grasp/palm_rest.yaml)
     quantize: bool = False           # round commands/readings to encoder ticks like the Dynamixel path
     max_step_rad: float = 0.25       # per tick, as LeapHandConfig
     nthread: int = 1
@@ -71,6 +73,14 @@ class SimHandConfig:
             errs.append(f"max_step_rad must be positive, got {s!r}")
         if not (isinstance(self.grasp_candidates, int) and self.grasp_candidates >= 1):
             errs.append(f"grasp_candidates must be an int >= 1, got {self.grasp_candidates!r}")
+        from dexndm.sim.grasps import GraspConfig
+
+        known = {f.name for f in fields(GraspConfig)}
+        unknown = sorted(set(self.grasp or {}) - known)
+        if unknown:
+            errs.append(f"grasp: unknown keys {unknown}; valid keys: {sorted(known)}")
+        elif "candidates" in (self.grasp or {}):
+            errs.append("grasp.candidates: set grasp_candidates instead")
         if errs:
             raise ValueError("invalid SimHandConfig: " + "; ".join(errs))
 
@@ -100,7 +110,7 @@ class SimHand:
         names = [c.object_name or object_set(c.object_set)[0].name]
         self.env = make_env(num_envs=1, nthread=c.nthread, object_set=c.object_set, object_names=names,
                             wrist=c.wrist, axes=c.axis, domain=c.domain, seed=c.seed, grasp_dir=c.grasp_dir,
-                            grasp={"candidates": c.grasp_candidates}, episode_steps=10**9,
+                            grasp={**dict(c.grasp or {}), "candidates": c.grasp_candidates}, episode_steps=10**9,
                             randomization={"enabled": False, "scale_bins": 1})
         self.env.reset()
         self._grasp_target = self.env.control.target[0].copy()
