@@ -50,8 +50,8 @@ def _cfg(out_dir: Path, released: dict, tiny_env_cfg: dict, extra: list[str] = (
         cfg = compose(config_name="pipeline", overrides=[
             f"out_dir={out_dir}", "domain=latency", f"checkpoints.generalist={released['generalist']}",
             f"checkpoints.jointwise={released['jointwise']}", f"checkpoints.wholehand={released['wholehand']}",
-            "task.episode_steps=24", "sim_rollouts.episodes=4", "sim_rollouts.num_envs=4",
-            "chaos_box.episodes=2", "chaos_box.num_envs=2", "chaos_box.balls=4",
+            "task.episode_steps=24", "sim_rollouts.episodes=6", "sim_rollouts.num_envs=6",   # 6: one held out
+            "chaos_box.episodes=6", "chaos_box.num_envs=3", "chaos_box.balls=4",
             "finetune.max_epochs=1", "residual.max_epochs=1", "evaluate.seeds=[0,1,2]", "evaluate.episodes=2",
             "evaluate.num_envs=2", "video.enabled=false", *extra])
     from omegaconf import OmegaConf
@@ -66,7 +66,12 @@ def test_tiny_pipeline_writes_the_report_and_caches_stages(tmp_path, released, t
     for name in ("report.json", "results.md", "results.csv", "results.png"):
         assert (tmp_path / name).is_file(), name
     data = json.loads((tmp_path / "report.json").read_text())
-    assert set(data["methods"]) == {"direct", "dexndm", "wholehand"}
+    assert set(data["methods"]) == {"direct", "dexndm", "wholehand", "source"}     # source: the sim reference
+    diag = data["diagnosis"]
+    assert set(diag) == {"gap", "residual", "dynamics"} and set(diag["residual"]) == {"jointwise", "wholehand"}
+    for r in diag["residual"].values():                     # the frozen model's view of the residual's effect
+        assert r["track_zero"] > 0 and r["track_ratio"] == pytest.approx(r["track"] / r["track_zero"])
+    assert "Diagnosis" in (tmp_path / "results.md").read_text()
     for method in data["methods"].values():
         assert {"rot_rad", "ttf"} <= set(method)
         assert method["ttf"]["n"] == 3 and 0.0 <= method["ttf"]["mean"] <= 1.0
@@ -108,3 +113,23 @@ def test_side_by_side_video(tmp_path, tiny_env_cfg):
     frames = imageio.mimread(out["video"])
     assert len(frames) == 4 and frames[0].shape[:2] == (48, 128)        # 7 states, every 2nd; two panels
     assert set(out) == {"video", "direct_rot_rad", "dexndm_rot_rad"}
+
+
+def test_diagnosis_reports_what_the_gap_costs_and_what_each_residual_won_back():
+    from dexndm.pipeline.report import diagnose, diagnosis_lines
+
+    def m(rot, ttf, std=0.05):
+        return {"rot_rad": {"mean": rot, "std": std, "n": 3}, "ttf": {"mean": ttf, "std": std, "n": 3}}
+
+    methods = {"source": m(1.2, 0.9), "direct": m(0.8, 0.7), "dexndm": m(1.0, 0.8), "wholehand": m(0.7, 0.7)}
+    stages = {"residual_jointwise": {"val_metrics": {"val/track": 0.5, "val/track_zero": 2.0, "val/res_abs": 0.1}},
+              "finetune_jointwise": {"best_model_score": 0.3}}
+    diag = diagnose(methods, stages)
+    assert diag["gap"]["rot_rad"]["cost"] == pytest.approx(0.4)
+    assert diag["gap"]["rot_rad"]["dexndm_recovered"] == pytest.approx(0.5)        # 0.2 of the 0.4 lost
+    assert diag["gap"]["rot_rad"]["wholehand_recovered"] == pytest.approx(-0.25)
+    assert diag["gap"]["ttf"]["dexndm_recovered"] == pytest.approx(0.5)
+    assert diag["residual"] == {"jointwise": {"track_zero": 2.0, "track": 0.5, "track_ratio": 0.25, "res_abs": 0.1}}
+    assert diag["dynamics"] == {"jointwise": {"finetuned_eval_loss": 0.3}}
+    assert any("+50%" in line for line in diagnosis_lines(diag))
+    assert "gap" not in diagnose({k: v for k, v in methods.items() if k != "source"}, {})

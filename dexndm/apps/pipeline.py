@@ -63,7 +63,7 @@ def run(cfg: DictConfig | dict, console: Console | None = None) -> dict:
     checkpoints = {"generalist": ev["generalist"], **{f"residual_{m}": p for m, p in ev["residuals"].items()}}
     report = write_report(out_dir, domain=str(cfg["domain"]), source_domain=str(cfg["source_domain"]),
                           per_seed=ev["per_seed"], checkpoints={k: file_sha256(v) for k, v in checkpoints.items()},
-                          settings=cfg, timings=runner.timings,
+                          settings=cfg, timings=runner.timings, stages=runner.results,
                           extras={"video": runner.results.get("video", {}).get("video"),
                                   "checkpoint_paths": checkpoints})
     console.print((out_dir / "results.md").read_text())

@@ -36,6 +36,8 @@ def run(cfg: DictConfig) -> dict:
         "best_model_score": float(best.best_model_score) if best and best.best_model_score is not None else None,
         "last_model_path": best.last_model_path if best else None,
         "epochs": int(trainer.current_epoch),
+        # the last validation's metrics (e.g. a residual's val/track against val/track_zero)
+        "val_metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")},
     }
     (out_dir / "result.json").write_text(json.dumps(result, indent=2))
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

@@ -118,17 +118,27 @@ class ResidualModule(L.LightningModule):
         """a_res for every step of the window ``[B, W, 16]`` (one batched call)."""
         return self.res(batch["q_hist"], batch["a_hist"], batch.get("obs") if self.hparams.obs_dim else None)
 
-    def losses(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _track(self, q_hist: torch.Tensor, a_cmd: torch.Tensor, q_next: torch.Tensor) -> torch.Tensor:
+        """How far the model's next state under ``a_cmd`` is from the sim's ``q_next`` (MSE)."""
+        if isinstance(self.dynamics, DynamicsModel):
+            return F.mse_loss(self.dynamics.predict_normalized(q_hist, a_cmd),
+                              self.dynamics.normalized_target(q_hist[:, -1], q_next))
+        return F.mse_loss(self.dynamics(q_hist, a_cmd), q_next)
+
+    def losses(self, batch: Mapping[str, torch.Tensor], reference: bool = False) -> dict[str, torch.Tensor]:
+        """``track`` and the residual's size; with ``reference`` also ``track_zero``, the tracking
+        error the model predicts without a residual (what the residual is there to cut), and
+        ``res_abs``, the mean |a_res| (action units)."""
         q_hist, a_hist, q_next = batch["q_hist"], batch["a_hist"], batch["q_next"]
         a_res = self.residual(batch)
-        a_cmd = a_hist + a_res
-        if isinstance(self.dynamics, DynamicsModel):
-            track = F.mse_loss(self.dynamics.predict_normalized(q_hist, a_cmd),
-                               self.dynamics.normalized_target(q_hist[:, -1], q_next))
-        else:
-            track = F.mse_loss(self.dynamics(q_hist, a_cmd), q_next)
+        track = self._track(q_hist, a_hist + a_res, q_next)
         size = a_res.pow(2).mean()
-        return {"loss": track + self.hparams.res_weight * size, "track": track, "res_sq": size}
+        out = {"loss": track + self.hparams.res_weight * size, "track": track, "res_sq": size}
+        if reference:
+            with torch.no_grad():
+                out["track_zero"] = self._track(q_hist, a_hist, q_next)
+                out["res_abs"] = a_res.abs().mean()
+        return out
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.losses(batch)
@@ -137,7 +147,7 @@ class ResidualModule(L.LightningModule):
         return out["loss"]
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        out = self.losses(batch)
+        out = self.losses(batch, reference=True)
         self.log_dict({f"val/{k}": v for k, v in out.items()}, on_epoch=True, batch_size=len(batch["q_next"]),
                       sync_dist=True, add_dataloader_idx=False)
 

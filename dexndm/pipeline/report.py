@@ -4,7 +4,14 @@ mean +- std over seeds).
 
 ``report.json`` = {"domain", "source_domain", "checkpoints": {name: sha256},
 "methods": {method: {metric: {"mean", "std", "n"}}}, "per_seed": {method: [...]},
-"gain": {metric: dexndm - direct, with the pooled std}, "settings", "timings"}.
+"gain": {metric: dexndm - direct, with the pooled std}, "diagnosis", "settings", "timings"}.
+
+``diagnosis`` answers the issue's "where no gain appears, why?" with what the run measured:
+``gap`` (per metric: the base policy in the source domain minus direct transfer, i.e. what the
+reality gap costs and the most a residual could win back, and the fraction each residual method
+recovered), ``residual`` (per dynamics variant: the tracking error its frozen model predicts on the
+sim rollouts without and with the residual, their ratio, and the mean |a_res|) and ``dynamics``
+(each fine-tuned model's best eval loss).
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ METHOD_NAMES: dict[str, str] = {
     "direct": "Direct transfer (base policy)",
     "dexndm": "DexNDM (joint-wise dynamics + residual)",
     "wholehand": "Whole-hand dynamics + residual",
+    "source": "Base policy in the source domain (reference)",
 }
+RESIDUAL_METHODS = {"dexndm": "jointwise", "wholehand": "wholehand"}   # report method -> dynamics variant
 
 
 def summarize_seeds(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -53,6 +62,56 @@ def gains(methods: dict[str, dict], base: str = "direct", ours: str = "dexndm") 
     return out
 
 
+def diagnose(methods: dict[str, dict], stages: dict[str, dict]) -> dict:
+    """What the run says about a missing gain: the gap's cost, the residuals' predicted effect,
+    the dynamics error (see the module docstring); parts whose measurements are absent are left out."""
+    out: dict = {}
+    if "source" in methods and "direct" in methods:
+        gap = {}
+        for m in ("rot_rad", "ttf"):
+            if m not in methods["source"] or m not in methods["direct"]:
+                continue
+            cost = methods["source"][m]["mean"] - methods["direct"][m]["mean"]
+            row = {"cost": cost, "direct_spread": methods["direct"][m]["std"]}
+            for name in RESIDUAL_METHODS:
+                if m in methods.get(name, {}):
+                    won = methods[name][m]["mean"] - methods["direct"][m]["mean"]
+                    row[f"{name}_recovered"] = won / cost if abs(cost) > 1e-9 else None
+            gap[m] = row
+        out["gap"] = gap
+    residual, dynamics = {}, {}
+    for variant in RESIDUAL_METHODS.values():
+        val = stages.get(f"residual_{variant}", {}).get("val_metrics", {})
+        if "val/track" in val and "val/track_zero" in val:
+            residual[variant] = {"track_zero": val["val/track_zero"], "track": val["val/track"],
+                                 "track_ratio": val["val/track"] / max(val["val/track_zero"], 1e-12),
+                                 "res_abs": val.get("val/res_abs")}
+        score = stages.get(f"finetune_{variant}", {}).get("best_model_score")
+        if score is not None:
+            dynamics[variant] = {"finetuned_eval_loss": score}
+    if residual:
+        out["residual"] = residual
+    if dynamics:
+        out["dynamics"] = dynamics
+    return out
+
+
+def diagnosis_lines(diag: dict) -> list[str]:
+    """The diagnosis as markdown bullet lines."""
+    lines = []
+    for m, g in diag.get("gap", {}).items():
+        rec = ", ".join(f"{METHOD_NAMES[n].split(' (')[0]} recovered {g[f'{n}_recovered']:+.0%}"
+                        for n in RESIDUAL_METHODS if g.get(f"{n}_recovered") is not None)
+        lines.append(f"- {METRICS[m]}: the gap costs direct transfer {g['cost']:+.3f} against the source domain "
+                     f"(direct's spread {g['direct_spread']:.3f}){'; ' + rec if rec else ''}")
+    for v, r in diag.get("residual", {}).items():
+        lines.append(f"- {v} residual: predicted tracking error {r['track_zero']:.4g} without, {r['track']:.4g} with "
+                     f"it (x{r['track_ratio']:.2f}), mean |a_res| {r['res_abs']:.3g}")
+    for v, d in diag.get("dynamics", {}).items():
+        lines.append(f"- {v} dynamics: fine-tuned eval loss {d['finetuned_eval_loss']:.4g}")
+    return lines
+
+
 def markdown_table(methods: dict[str, dict], domain: str) -> str:
     cols = [m for m in METRICS if any(m in v for v in methods.values())]
     lines = [f"Target domain: `{domain}` (mean +- std over seeds)", "",
@@ -66,19 +125,23 @@ def markdown_table(methods: dict[str, dict], domain: str) -> str:
 
 def write_report(out_dir: Path, *, domain: str, source_domain: str, per_seed: dict[str, list[dict]],
                  checkpoints: dict[str, str], settings: dict, timings: dict[str, float],
-                 extras: dict | None = None) -> dict:
-    """Write report.json, results.md, results.csv and results.png; returns the report."""
+                 stages: dict[str, dict] | None = None, extras: dict | None = None) -> dict:
+    """Write report.json, results.md, results.csv and results.png; returns the report.
+    ``stages``: the stages' outputs, for the diagnosis."""
     out_dir.mkdir(parents=True, exist_ok=True)
     methods = {name: summarize_seeds(rows) for name, rows in per_seed.items()}
+    diag = diagnose(methods, stages or {})
     report = {"domain": domain, "source_domain": source_domain, "checkpoints": checkpoints,
-              "methods": methods, "per_seed": per_seed, "gain": gains(methods), "settings": settings,
-              "timings": timings, **(extras or {})}
+              "methods": methods, "per_seed": per_seed, "gain": gains(methods), "diagnosis": diag,
+              "settings": settings, "timings": timings, **(extras or {})}
     write_json(out_dir / "report.json", report)
     md = ["# DexNDM pipeline report", "", markdown_table(methods, domain), "",
           "DexNDM minus direct transfer (difference vs the larger std of the two):", ""]
     for m, g in report["gain"].items():
         md.append(f"- {METRICS[m]}: {g['difference']:+.3f} (spread {g['spread']:.3f}"
                   f"{', exceeds it' if g['exceeds_spread'] else ', within it'})")
+    if diag:
+        md += ["", f"Diagnosis (source domain `{source_domain}` as the reference):", ""] + diagnosis_lines(diag)
     md += ["", "Checkpoints (sha256):", ""] + [f"- {k}: `{v}`" for k, v in checkpoints.items()]
     (out_dir / "results.md").write_text("\n".join(md) + "\n")
     with open(out_dir / "results.csv", "w", newline="") as fh:
@@ -103,7 +166,7 @@ def _plot(path: Path, methods: dict[str, dict], domain: str) -> None:
     for ax, m in zip(axes[0], shown):
         means = [methods[n].get(m, {}).get("mean", np.nan) for n in names]
         stds = [methods[n].get(m, {}).get("std", 0.0) for n in names]
-        ax.bar(range(len(names)), means, yerr=stds, capsize=4, color=["0.6", "tab:blue", "tab:orange"][:len(names)])
+        ax.bar(range(len(names)), means, yerr=stds, capsize=4, color=["0.6", "tab:blue", "tab:orange", "0.85"][:len(names)])
         ax.set_xticks(range(len(names)), names)
         ax.set_title(f"{METRICS[m]} ({domain})")
     fig.tight_layout()

@@ -4,7 +4,8 @@
     chaos_box      open-loop replay of those targets in the target domain, inside the Chaos Box
     finetune_jointwise / finetune_wholehand   sim-pretrained dynamics fine-tuned on the Chaos Box data
     residual_jointwise / residual_wholehand   residual policies through the frozen fine-tuned models
-    evaluate       direct transfer, DexNDM (joint-wise) and the whole-hand variant in the target domain
+    evaluate       direct transfer, DexNDM (joint-wise) and the whole-hand variant in the target domain,
+                   and the base policy in the source domain (the reference for what the gap costs)
     video          direct transfer vs DexNDM on one object, side by side
     report         report.json, markdown/CSV tables, plot
 
@@ -81,14 +82,15 @@ def build_stages(cfg: dict) -> list[Stage]:
         return evaluate_methods(d, generalist=i["generalist"], residuals=i["residuals"], domain=cfg["domain"],
                                 task=task, seeds=list(cfg["evaluate"]["seeds"]),
                                 episodes=int(cfg["evaluate"]["episodes"]), num_envs=int(cfg["evaluate"]["num_envs"]),
-                                env=cfg.get("env"))
+                                env=cfg.get("env"), source_domain=cfg["source_domain"])
 
     stages.append(Stage("evaluate", evaluate, lambda r: {
         "generalist": generalist(r), "domain": _domain_key(cfg["domain"]), "task": task, "env": cfg.get("env"),
+        "source_domain": _domain_key(cfg["source_domain"]),
         **cfg["evaluate"],
         "residuals": {"dexndm": r["residual_jointwise"]["checkpoint"],
                       "wholehand": r["residual_wholehand"]["checkpoint"]}},
-        "evaluate direct transfer, DexNDM and whole-hand in the target domain"))
+        "evaluate direct transfer, DexNDM and whole-hand in the target domain, the base policy in the source domain"))
 
     if cfg["video"]["enabled"]:
         def video(d: Path, i: dict) -> dict:

@@ -30,21 +30,26 @@ def rollout_policy(out: Path, *, generalist: str, domain: Any, task: dict, episo
 
 
 def evaluate_methods(stage_dir: Path, *, generalist: str, residuals: dict[str, str], domain: Any, task: dict,
-                     seeds: list[int], episodes: int, num_envs: int, env: dict | None = None) -> dict:
-    """Direct transfer, DexNDM and the whole-hand variant in ``domain``; per-seed metrics per method."""
+                     seeds: list[int], episodes: int, num_envs: int, env: dict | None = None,
+                     source_domain: Any = None) -> dict:
+    """Direct transfer, DexNDM and the whole-hand variant in ``domain``; per-seed metrics per method.
+    With ``source_domain`` also ``source``: the base policy where it was trained, the reference for
+    what the gap costs and what a residual could win back (``dexndm.pipeline.report.diagnose``)."""
     from dexndm.eval.rotation import evaluate
     from dexndm.eval.tables import write_report
 
     policies = {"direct": f"generalist:{generalist}"}
     policies.update({name: f"generalist:{generalist}+residual:{path}" for name, path in residuals.items()})
-    report = evaluate(policies, domains=[str(domain)], object_sets=[task["object_set"]], axes=[task["axes"]],
-                      wrists=[task["wrist"]], seeds=seeds, episodes=episodes, num_envs=num_envs,
-                      env={**dict(env or {}), "episode_steps": int(task["episode_steps"])})
-    write_report(report, stage_dir)
-    per_seed = {}
-    for row in report["results"]:               # one condition: one row per policy
-        seeds = sorted(row["per_seed"], key=int)
-        per_seed[row["policy"]] = [{m: row["per_seed"][s][m] for m in METRICS if m in row["per_seed"][s]}
-                                   for s in seeds]
-    return {"per_seed": per_seed, "generalist": generalist, "residuals": residuals,
-            "eval_files": [str(stage_dir / f) for f in ("eval.md", "eval.csv", "eval.json")]}
+    runs = [(policies, domain, "eval")] + ([({"source": policies["direct"]}, source_domain, "eval_source")]
+                                           if source_domain is not None else [])
+    per_seed, files = {}, []
+    for which, where, name in runs:
+        report = evaluate(which, domains=[str(where)], object_sets=[task["object_set"]], axes=[task["axes"]],
+                          wrists=[task["wrist"]], seeds=seeds, episodes=episodes, num_envs=num_envs,
+                          env={**dict(env or {}), "episode_steps": int(task["episode_steps"])})
+        files += [str(f) for f in write_report(report, stage_dir, name=name).values()]
+        for row in report["results"]:               # one condition: one row per policy
+            order = sorted(row["per_seed"], key=int)
+            per_seed[row["policy"]] = [{m: row["per_seed"][s][m] for m in METRICS if m in row["per_seed"][s]}
+                                       for s in order]
+    return {"per_seed": per_seed, "generalist": generalist, "residuals": residuals, "eval_files": files}
