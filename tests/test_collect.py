@@ -255,3 +255,17 @@ def test_task_aware_gives_up_after_max_attempts(tmp_path, tiny_env_cfg):
     summary = _task(tiny_env_cfg, tmp_path / "none.h5", "zero", 2, env=env, max_attempts=5)
     assert summary["written"] == 0 and summary["attempted"] >= 5 and not summary["complete"]
     assert summary["success_ratio"] == 0.0
+
+
+def test_task_env_from_a_grasp_preset_and_dotted_settings():
+    from dexndm.collect.cli import task_env
+
+    env = task_env("palm_rest", ["max_sag=null", "grasp.min_tip_contacts=3"], grasp_dir="/tmp/g")
+    assert env["grasp"]["palm_blend"] == [0.8, 1.0] and env["grasp"]["allow_palm_contact"] is True
+    assert env["grasp"]["min_tip_contacts"] == 3                  # the dotted setting wins over the preset
+    assert env["max_sag"] is None and env["grasp_dir"] == "/tmp/g"
+    assert task_env(None, []) == {}
+    with pytest.raises(FileNotFoundError, match="presets: .*palm_rest"):
+        task_env("palm_rst", [])
+    with pytest.raises(ValueError, match="max_sagg"):
+        task_env(None, ["max_sagg=0.1"])

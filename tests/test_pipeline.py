@@ -129,6 +129,9 @@ def test_diagnosis_reports_what_the_gap_costs_and_what_each_residual_won_back():
     assert diag["gap"]["rot_rad"]["dexndm_recovered"] == pytest.approx(0.5)        # 0.2 of the 0.4 lost
     assert diag["gap"]["rot_rad"]["wholehand_recovered"] == pytest.approx(-0.25)
     assert diag["gap"]["ttf"]["dexndm_recovered"] == pytest.approx(0.5)
+    small = diagnose({**methods, "direct": m(1.15, 0.85, std=0.1)}, {})["gap"]["rot_rad"]   # cost 0.05 < spread
+    assert not small["cost_exceeds_spread"] and small["dexndm_recovered"] is None
+    assert small["dexndm_won"] == pytest.approx(-0.15)
     assert diag["residual"] == {"jointwise": {"track_zero": 2.0, "track": 0.5, "track_ratio": 0.25, "res_abs": 0.1}}
     assert diag["dynamics"] == {"jointwise": {"finetuned_eval_loss": 0.3}}
     assert any("+50%" in line for line in diagnosis_lines(diag))

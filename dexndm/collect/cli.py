@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from dexndm.collect.strategies import STRATEGIES, collect
 
@@ -68,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--object-pose", action="store_true", help="also record the object pose [T+1, 7]")
     t.add_argument("--grasp-dir", default=None, help="grasp cache directory (task_aware, --hand sim|emulated)")
     t.add_argument("--max-attempts", type=int, default=None, help="give up after this many episodes tried")
+    t.add_argument("--grasp", default=None, help="start-grasp preset of dexndm/conf/grasp/ the policy was trained "
+                   "from (e.g. palm_rest for the released generalist)")
+    t.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the rotation env, dotted, YAML value (e.g. --env max_sag=null); repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     return p
 
@@ -101,6 +106,26 @@ def _collect_on_hand(args: argparse.Namespace, progress) -> int:
     return EXIT[summary["reason"]]
 
 
+def task_env(grasp: str | None, items: list[str], grasp_dir: str | None = None) -> dict:
+    """The task env's settings from ``--grasp PRESET``, ``--env KEY=VALUE`` items and ``--grasp-dir``
+    (a partial EnvConfig dict; unknown keys or presets raise with what is valid)."""
+    from omegaconf import OmegaConf
+
+    from dexndm.sim.config import with_overrides
+
+    env: dict = {"grasp_dir": grasp_dir} if grasp_dir else {}
+    if grasp:
+        presets = Path(__file__).resolve().parents[1] / "conf" / "grasp"
+        path = presets / f"{grasp}.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(f"--grasp {grasp}: no such preset; presets: {sorted(p.stem for p in presets.glob('*.yaml'))}")
+        env["grasp"] = OmegaConf.to_container(OmegaConf.load(path))
+    if items:
+        with_overrides(env, items)                     # validates the keys and values, names a bad one
+        env = OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(env), OmegaConf.from_dotlist(list(items))))
+    return env
+
+
 def key_value_args(argv: list[str]) -> list[str]:
     """Accept the ``key=value`` spelling of the other commands too: ``strategy=chaos_box hand=leap
     out=f.h5`` -> ``chaos_box --hand leap --out f.h5`` (underscores in keys become dashes)."""
@@ -131,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dexndm collect: {exc}", file=sys.stderr)
             return 1
     if args.strategy == "task_aware":
-        env = {"grasp_dir": args.grasp_dir} if args.grasp_dir else {}
+        try:
+            env = task_env(args.grasp, args.env, args.grasp_dir)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"dexndm collect: {exc}", file=sys.stderr)
+            return 2
         task = dict(policy=args.policy, object_set=args.object_set, axes=args.axes, object_pose=args.object_pose,
                     env=env, max_attempts=args.max_attempts)
     else:

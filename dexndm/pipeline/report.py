@@ -72,11 +72,14 @@ def diagnose(methods: dict[str, dict], stages: dict[str, dict]) -> dict:
             if m not in methods["source"] or m not in methods["direct"]:
                 continue
             cost = methods["source"][m]["mean"] - methods["direct"][m]["mean"]
-            row = {"cost": cost, "direct_spread": methods["direct"][m]["std"]}
+            spread = max(methods["source"][m]["std"], methods["direct"][m]["std"])
+            # a cost within the seeds' spread leaves nothing measurable to win back: no fraction then
+            row = {"cost": cost, "spread": spread, "cost_exceeds_spread": abs(cost) > spread}
             for name in RESIDUAL_METHODS:
                 if m in methods.get(name, {}):
                     won = methods[name][m]["mean"] - methods["direct"][m]["mean"]
-                    row[f"{name}_recovered"] = won / cost if abs(cost) > 1e-9 else None
+                    row[f"{name}_won"] = won
+                    row[f"{name}_recovered"] = won / cost if row["cost_exceeds_spread"] else None
             gap[m] = row
         out["gap"] = gap
     residual, dynamics = {}, {}
@@ -100,10 +103,12 @@ def diagnosis_lines(diag: dict) -> list[str]:
     """The diagnosis as markdown bullet lines."""
     lines = []
     for m, g in diag.get("gap", {}).items():
-        rec = ", ".join(f"{METHOD_NAMES[n].split(' (')[0]} recovered {g[f'{n}_recovered']:+.0%}"
-                        for n in RESIDUAL_METHODS if g.get(f"{n}_recovered") is not None)
+        won = ", ".join(f"{METHOD_NAMES[n].split(' (')[0]} {g[f'{n}_won']:+.3f}"
+                        + (f" ({g[f'{n}_recovered']:+.0%} of it)" if g.get(f"{n}_recovered") is not None else "")
+                        for n in RESIDUAL_METHODS if f"{n}_won" in g)
+        verdict = "" if g["cost_exceeds_spread"] else ", within the seeds' spread: nothing measurable to win back"
         lines.append(f"- {METRICS[m]}: the gap costs direct transfer {g['cost']:+.3f} against the source domain "
-                     f"(direct's spread {g['direct_spread']:.3f}){'; ' + rec if rec else ''}")
+                     f"(spread {g['spread']:.3f}{verdict}); won back: {won or 'n/a'}")
     for v, r in diag.get("residual", {}).items():
         lines.append(f"- {v} residual: predicted tracking error {r['track_zero']:.4g} without, {r['track']:.4g} with "
                      f"it (x{r['track_ratio']:.2f}), mean |a_res| {r['res_abs']:.3g}")

@@ -12,7 +12,8 @@ dexndm collect chaos_box --out "$WORK/chaos_heldout.h5" --episodes 16 --envs 16 
   --source "$WORK/pipeline/sim_rollouts/sim_rollouts.h5" --wrist palm_up --seed 1 --quiet
 dexndm collect base_waves --out "$WORK/base_waves.h5" --episodes 32 --envs 16 --domain "$DOMAIN" --wrist palm_up --seed 1 --quiet
 dexndm collect task_aware --out "$WORK/task.h5" --episodes 16 --envs 16 --domain "$DOMAIN" \
-  --policy generalist:checkpoints/generalist/generalist.ckpt --object-set cuboids --axes +z --wrist palm_up --seed 1 --quiet
+  --policy generalist:checkpoints/generalist/generalist.ckpt --object-set cuboids --axes +z --wrist palm_up --seed 1 \
+  --grasp palm_rest --env max_sag=null --quiet
 best() { ls "$WORK"/pipeline/$1/checkpoints/best-*.ckpt 2>/dev/null | head -1 || echo "$WORK/pipeline/$1/checkpoints/last.ckpt"; }
 dexndm eval-dynamics --ckpt jointwise_sim=checkpoints/dynamics/jointwise_sim.ckpt \
   --ckpt wholehand_sim=checkpoints/dynamics/wholehand_sim.ckpt \

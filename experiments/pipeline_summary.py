@@ -1,0 +1,45 @@
+"""One markdown table from several `dexndm pipeline` report directories (one row per run).
+
+    PYTHONPATH=. python experiments/pipeline_summary.py outputs/pipe_combined outputs/pipe_latency ...
+
+Columns: target domain, Chaos Box episodes, radians rotated and TTF (mean +- std over seeds) of the base policy
+in the source domain, direct transfer, DexNDM and the whole-hand variant, what the gap costs in radians, and the
+tracking error the residuals' frozen models predict with the residual over without (``dexndm.pipeline.report``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+METHODS = ("source", "direct", "dexndm", "wholehand")
+
+
+def cell(methods: dict, method: str, metric: str) -> str:
+    v = methods.get(method, {}).get(metric)
+    return "-" if v is None else f"{v['mean']:.2f} +- {v['std']:.2f}"
+
+
+def row(report: dict) -> str:
+    m, diag = report["methods"], report.get("diagnosis", {})
+    gap = diag.get("gap", {}).get("rot_rad", {})
+    track = diag.get("residual", {})
+    cells = [str(report["domain"]), str(report["settings"]["chaos_box"]["episodes"])]
+    cells += [f"{cell(m, k, 'rot_rad')} / {cell(m, k, 'ttf')}" for k in METHODS]
+    cells.append("-" if not gap else f"{gap['cost']:+.2f}" + ("" if gap["cost_exceeds_spread"] else " (in spread)"))
+    cells.append(" / ".join(f"x{track[v]['track_ratio']:.2f}" if v in track else "-" for v in ("jointwise", "wholehand")))
+    return "| " + " | ".join(cells) + " |"
+
+
+def main(dirs: list[str]) -> str:
+    head = ("| target domain | Chaos Box episodes | source (rad / TTF) | direct | DexNDM | whole-hand | gap cost (rad) "
+            "| predicted tracking with / without residual (joint-wise / whole-hand) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for d in dirs:
+        lines.append(row(json.loads((Path(d) / "report.json").read_text())))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(main(sys.argv[1:]))
