@@ -22,6 +22,9 @@ the bundle-only timings interleaved in rounds so background load falls on both a
                                          several sums over a buffer of that size, same run): no batch-1
                                          forward pass can be faster than reading its weights
 ``inference_only_p50_over_read_floor``   fp32 bundle-only p50 / that floor (1: at the memory-bandwidth limit)
+``released_inference_only_p50_ms / _p99_ms``, ``released_fp32_weight_mb``: the released generalist
+                                         (``checkpoints/generalist``, fp32, no residual) timed in the same
+                                         interleaved rounds, where the checkout has it
 Goals: ``inference_p99_ms`` < 2 and ``tick_p99_ms`` < 10 on one core.  At paper size the fp32 weights
 (~64 MB) take longer than 2 ms to read on a core that streams under ~32 GB/s, so there only the int8
 bundle can meet the first goal; the floor says which case a machine is in.
@@ -75,6 +78,10 @@ def _inference_only(bundles: dict[str, object], n: int, rounds: int = 10) -> dic
     return {k: np.asarray(v) * 1e3 for k, v in out.items()}
 
 
+#: The released generalist (checkpoints/generalist/CARD.md), present in a source checkout.
+RELEASED_GENERALIST = Path(__file__).resolve().parents[2] / "checkpoints" / "generalist" / "generalist.ckpt"
+
+
 def _read_floor_ms(nbytes: int, rounds: int = 20) -> float:
     """Best time (ms) of one core summing a float32 buffer of ``nbytes`` (reads every byte once)."""
     buf = torch.ones(max(1, nbytes // 4))
@@ -116,7 +123,10 @@ def run(quick: bool = False) -> dict:
             gen, res = write_tiny_checkpoints(tmp, hidden=1024, blocks=5, res_hidden=256, res_depth=2)
             bundles = {p: load_bundle(export_bundle(gen, Path(tmp) / f"bundle_{p}", res, precision=p))
                        for p in ("fp32", "int8")}
-            alone = _inference_only(bundles, ticks)
+            timed = dict(bundles)
+            if RELEASED_GENERALIST.is_file():        # a source checkout: time the shipped policy too
+                timed["released"] = load_bundle(export_bundle(RELEASED_GENERALIST, Path(tmp) / "bundle_released"))
+            alone = _inference_only(timed, ticks)
             weight_bytes = _module_bytes(bundles["fp32"].policy)
             floor_ms = _read_floor_ms(weight_bytes)
             with DynamixelEmulator(ids=range(hc.NUM_JOINTS), baudrate=BAUDRATE) as emu:
@@ -142,7 +152,9 @@ def run(quick: bool = False) -> dict:
         "int8_max_dev_target_rad": dev["target"], "int8_max_dev_command_rad": dev["command"],
         "fp32_weight_mb": weight_bytes / 1e6, "weight_read_floor_ms": floor_ms,
         "inference_only_p50_over_read_floor": p50["fp32"] / floor_ms,
-    }
+    } | ({"released_fp32_weight_mb": _module_bytes(timed["released"].policy) / 1e6,
+          "released_inference_only_p50_ms": p50["released"], "released_inference_only_p99_ms": p99["released"]}
+         if "released" in timed else {})
 
 
 if __name__ == "__main__":
