@@ -265,6 +265,9 @@ def test_task_env_from_a_grasp_preset_and_dotted_settings():
     assert env["grasp"]["min_tip_contacts"] == 3                  # the dotted setting wins over the preset
     assert env["max_sag"] is None and env["grasp_dir"] == "/tmp/g"
     assert task_env(None, []) == {}
+    from dexndm.collect.cli import key_value_args
+    assert key_value_args(["task_aware", "--env", "max_sag=null", "out=f.h5", "--env", "grasp.seed=2"]) == [
+        "task_aware", "--env", "max_sag=null", "--out", "f.h5", "--env", "grasp.seed=2"]
     with pytest.raises(FileNotFoundError, match="presets: .*palm_rest"):
         task_env("palm_rst", [])
     with pytest.raises(ValueError, match="max_sagg"):

@@ -126,13 +126,19 @@ def task_env(grasp: str | None, items: list[str], grasp_dir: str | None = None) 
     return env
 
 
+#: Options whose value is itself a KEY=VALUE pair, passed through ``key_value_args`` untouched.
+VERBATIM_VALUES = ("--env",)
+
+
 def key_value_args(argv: list[str]) -> list[str]:
     """Accept the ``key=value`` spelling of the other commands too: ``strategy=chaos_box hand=leap
     out=f.h5`` -> ``chaos_box --hand leap --out f.h5`` (underscores in keys become dashes)."""
     out = []
     for arg in argv:
         key, sep, value = arg.partition("=")
-        if sep and not arg.startswith("-") and key.replace("_", "").isalnum():
+        if out and out[-1] in VERBATIM_VALUES:             # --env max_sag=null: the value is KEY=VALUE itself
+            out.append(arg)
+        elif sep and not arg.startswith("-") and key.replace("_", "").isalnum():
             out += [value] if key == "strategy" else [f"--{key.replace('_', '-')}", value]
         else:
             out.append(arg)
