@@ -128,7 +128,7 @@ class ResidualModule(L.LightningModule):
     def losses(self, batch: Mapping[str, torch.Tensor], reference: bool = False) -> dict[str, torch.Tensor]:
         """``track`` and the residual's size; with ``reference`` also ``track_zero``, the tracking
         error the model predicts without a residual (what the residual is there to cut), and
-        ``res_abs``, the mean |a_res| (action units)."""
+        ``res_abs``, the mean |a_res| (rad: a is the joint target)."""
         q_hist, a_hist, q_next = batch["q_hist"], batch["a_hist"], batch["q_next"]
         a_res = self.residual(batch)
         track = self._track(q_hist, a_hist + a_res, q_next)
