@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -21,7 +20,7 @@ from dexndm.deploy.hands import make_hand
 from dexndm.deploy.leap_hand import LIMIT_TICKS_HIGH, LIMIT_TICKS_LOW, rad_to_ticks
 from dexndm.deploy.loop import DeployLoop, LoopConfig
 from dexndm.deploy.recorder import SegmentRecorder, open_writer
-from dexndm.deploy.testing import write_tiny_checkpoints
+from dexndm.deploy.testing import RELEASED_GENERALIST, write_tiny_checkpoints
 from dexndm.hand import constants as hc
 
 torch.set_num_threads(1)
@@ -81,9 +80,6 @@ def test_end_to_end_emulated_matches_sim_hand(bundle, tmp_path, grasp_dir) -> No
     assert emu["hand"]["ticks"] == sim["hand"]["ticks"] >= 200               # commands arrived: physics ran per goal
     assert emu["hand"]["rotation_rad"] == pytest.approx(sim["hand"]["rotation_rad"], abs=1e-6)
     assert np.abs(np.diff(a["target"], axis=0)).max() > 1e-3                 # the policy did move the hand
-
-
-RELEASED_GENERALIST = Path(__file__).parents[1] / "checkpoints" / "generalist" / "generalist.ckpt"
 
 
 def test_released_bundle_rotates_alike_on_the_emulated_and_the_sim_hand(tmp_path, grasp_dir) -> None:

@@ -203,7 +203,8 @@ def test_bench_deploy_reports_the_weight_read_floor_of_the_bundle_it_times(tmp_p
     bundle = load_bundle(export_bundle(gen, tmp_path / "b", res))
     traced = bench._module_bytes(bundle.policy)
     modules = [torch.load(p, weights_only=True)["state_dict"] for p in (gen, res)]
-    stored = sum(t.numel() * t.element_size() for sd in modules for k, t in sd.items() if "dynamics" not in k)
+    stored = sum(t.numel() * t.element_size() for sd in modules for t in sd.values())
     assert traced >= 15 * 1024 * 1024 * 4                          # 5 blocks x 3 layers of 1024 x 1024 fp32
-    assert abs(traced - stored) / stored < 0.01                      # the modules' tensors, not some other count
+    assert 0 <= traced - stored <= 1024                              # both modules' tensors, plus the deploy
+                                                                     # wrapper's own small buffers (joint limits)
     assert 0 < bench._read_floor_ms(traced) < 1000

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 import torch
 
+from dexndm.deploy.testing import RELEASED_GENERALIST
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).with_name("golden") / "released.json"
-GENERALIST = ROOT / "checkpoints/generalist/generalist.ckpt"
+GENERALIST = RELEASED_GENERALIST
 DYNAMICS = {v: ROOT / f"checkpoints/dynamics/{v}_sim.ckpt" for v in ("jointwise", "fingerwise", "wholehand")}
 
 

@@ -43,7 +43,7 @@ from dexndm.deploy.emulator import DynamixelEmulator
 from dexndm.deploy.export import export_bundle, load_bundle
 from dexndm.deploy.leap_hand import LeapHand, LeapHandConfig
 from dexndm.deploy.loop import DeployLoop, LoopConfig
-from dexndm.deploy.testing import write_tiny_checkpoints
+from dexndm.deploy.testing import RELEASED_GENERALIST, write_tiny_checkpoints
 from dexndm.hand import constants as hc
 
 BAUDRATE = 4_000_000
@@ -76,10 +76,6 @@ def _inference_only(bundles: dict[str, object], n: int, rounds: int = 10) -> dic
                     bundle(obs, q, q)
                     out[name].append(time.perf_counter() - t)
     return {k: np.asarray(v) * 1e3 for k, v in out.items()}
-
-
-#: The released generalist (checkpoints/generalist/CARD.md), present in a source checkout.
-RELEASED_GENERALIST = Path(__file__).resolve().parents[2] / "checkpoints" / "generalist" / "generalist.ckpt"
 
 
 def _read_floor_ms(nbytes: int, rounds: int = 20) -> float:

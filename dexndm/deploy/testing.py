@@ -19,6 +19,10 @@ from dexndm.models.residual import ResidualModule
 from dexndm.sim.observations import deploy_layout
 
 
+#: The released generalist (checkpoints/generalist/CARD.md), present in a source checkout (not in a wheel).
+RELEASED_GENERALIST = Path(__file__).resolve().parents[2] / "checkpoints" / "generalist" / "generalist.ckpt"
+
+
 class _HoldDynamics(nn.Module):
     """q_{t+1} = q_t: a stand-in frozen dynamics, only so a ResidualModule can be built."""
 
