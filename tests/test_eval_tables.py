@@ -96,6 +96,14 @@ def test_write_report_files(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
+def test_markdown_lists_the_draws_skipped_for_want_of_a_grasp():
+    rows = [_row(p, "unseen", "z", "palm_up", 1.0) for p in ("a", "b")]
+    assert "without a stable grasp" not in T.markdown(_report(rows), [])
+    rows[0]["ungraspable"] = rows[1]["ungraspable"] = ["unseen/25_mushroom@0.500/palm_up"]
+    md = T.markdown(_report(rows), [])
+    assert md.count("`unseen/25_mushroom@0.500/palm_up`") == 1 and "without a stable grasp" in md
+
+
 def _cfg(overrides):
     register()
     with initialize_config_dir(config_dir=CONF, version_base=None):

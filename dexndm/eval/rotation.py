@@ -216,7 +216,7 @@ def evaluate(policies: Any, *, domains: Iterable[str] = ("nominal",), object_set
     ``episode_steps``, ``grasp_dir``).  ``progress(done, total, message)`` is called after
     each (policy, condition, seed).  Returns {config, policies, domains, results: [one per
     policy x condition: policy, domain, object_set, axes, wrist, per_seed, mean, std,
-    episodes, seconds], overall}.
+    episodes, ungraspable (the draws ``env.ungraspable=skip`` replaced), seconds], overall}.
     """
     from dexndm.sim import make_env
     from dexndm.sim.domain import load_domain
@@ -257,7 +257,7 @@ def evaluate(policies: Any, *, domains: Iterable[str] = ("nominal",), object_set
                         ttf = seed_value(per_seed[s], "ttf")
                         progress(done, total, f"{name} {cond.key} seed {s}: rot {rot:.2f} rad, TTF {ttf:.2f}")
                 row = {"policy": name, **asdict(cond), **aggregate(per_seed),
-                       "seconds": time.perf_counter() - start}
+                       "ungraspable": e.sampler.ungraspable, "seconds": time.perf_counter() - start}
                 if keep_episodes:
                     row["episode_records"] = {str(s): recs for s, recs in per_seed.items()}
                 results.append(row)

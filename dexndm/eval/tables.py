@@ -179,6 +179,10 @@ def markdown(report: Mapping[str, Any], tables: list[Table]) -> str:
              "normalised by the episode length; TTF (s) in seconds.", ""]
     for t in [*tables, conditions_table(report)]:
         lines += [t.markdown(), ""]
+    skipped = sorted({u for r in report.get("results", []) for u in r.get("ungraspable", [])})
+    if skipped:
+        lines += ["## Draws without a stable grasp (`env.ungraspable=skip`: replaced by other objects or scales)",
+                  "", ", ".join(f"`{u}`" for u in skipped), ""]
     lines += ["## Overall (mean over conditions per seed)", "", "| Method | " + " | ".join(METRICS) + " |",
               "|---|" + "---|" * len(METRICS)]
     for name, ms in report.get("overall", {}).items():

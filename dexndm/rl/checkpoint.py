@@ -143,7 +143,8 @@ LEGACY_VALUES = {"env.max_sag": None, "ppo.noise_correlation": 0.0, "env.gravity
                  "env.grasp.fallback": True, "env.reward.position": 0.0, "env.reward.rot_gate_distance": None,
                  "env.reward.tip_contact": 0.0, "env.privileged_displacement": False,
                  "env.reward.clip_backward": True, "env.reward.pose_tolerance": 0.0,
-                 "env.privileged_grasp_pose": False, "env.pose_action_range": None}
+                 "env.privileged_grasp_pose": False, "env.pose_action_range": None,
+                 "env.ungraspable": "error"}
 
 
 def with_legacy_values(config: dict) -> dict:

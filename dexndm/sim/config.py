@@ -16,6 +16,9 @@ from dexndm.sim.control import ACTION_SCALE
 from dexndm.sim.grasps import GraspConfig
 from dexndm.sim.reward import RewardConfig
 
+#: What ``EnvConfig.ungraspable`` accepts.
+UNGRASPABLE_MODES = ("error", "skip")
+
 
 @dataclass
 class RandomizationConfig:
@@ -73,6 +76,9 @@ class EnvConfig:
     goal_success_angle: float = 0.1 * math.pi
     grasp_dir: str = "~/.cache/dexndm/grasps"
     grasp_generate: bool = True              # build missing grasp caches on first use
+    ungraspable: str = "error"               # an (object, scale, wrist) with no stable grasp: "error" stops,
+                                             # "skip" draws another (object, scale) and records the pair
+                                             # (TaskSampler.ungraspable; evaluation reports it)
     seed: int = 0
     grasp: GraspConfig = field(default_factory=GraspConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -96,6 +102,8 @@ class EnvConfig:
                              f"{self.gravity_start}, {self.gravity_ramp_steps}")
         if self.pose_action_range is not None and not self.pose_action_range > 0:
             raise ValueError(f"env.pose_action_range must be > 0 (rad) or null, got {self.pose_action_range}")
+        if self.ungraspable not in UNGRASPABLE_MODES:
+            raise ValueError(f"env.ungraspable must be one of {UNGRASPABLE_MODES}, got {self.ungraspable!r}")
         if self.deploy_history < 1 or self.privileged_history < 1:
             raise ValueError("env.deploy_history and env.privileged_history must be >= 1")
 

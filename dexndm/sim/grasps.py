@@ -103,6 +103,10 @@ class GraspConfig:
         return hashlib.sha1(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:8]
 
 
+class NoGraspFound(RuntimeError):
+    """The grasp search found no stable grasp for an (object, scale, wrist orientation)."""
+
+
 def shape_key(shape: ObjectShape) -> str:
     """Stable content hash of a shape (parts and name)."""
     return hashlib.sha1(repr((shape.name, shape.parts)).encode()).hexdigest()[:12]
@@ -250,19 +254,21 @@ def ensure_cache(root: Path, domain: Domain, shape: ObjectShape, scale: float, o
         if sum(len(f) for f in found) >= cfg.min_grasps:
             break
     rows = np.concatenate(found)
-    relaxed = False
+    relaxed, tried = False, len(found) * cfg.candidates
     if len(rows) == 0 and cfg.fallback:
         loose = cfg.relaxed()
         for _ in range(cfg.rounds):
             found.append(generate_grasps(domain, shape, scale, gravity_dir, cfg=loose, rng=rng, nthread=nthread))
             if sum(len(f) for f in found) >= cfg.min_grasps:
                 break
-        rows, relaxed = np.concatenate(found), True
+        rows, relaxed, tried = np.concatenate(found), True, len(found) * cfg.candidates
     if len(rows) == 0:
-        raise RuntimeError(f"no stable grasp found for {shape.name} at scale {scale:.3f}, orientation {orientation} "
-                           f"after {cfg.rounds * cfg.candidates} candidates; the object may not fit the hand. "
+        raise NoGraspFound(f"no stable grasp found for {shape.name} at scale {scale:.3f}, orientation {orientation} "
+                           f"after {tried} candidates{' (relaxed settings included)' if relaxed else ''}; "
+                           "the object may not fit the hand. "
                            "Loosen env.grasp (e.g. env.grasp.allow_palm_contact=true, env.grasp.min_tip_contacts=2, "
-                           "a wider env.grasp.squeeze) or drop this scale.")
+                           "a wider env.grasp.squeeze), drop this scale, or set env.ungraspable=skip to draw "
+                           "another object or scale in its place (the skipped pairs are reported).")
     save_cache(path, rows, {"object": shape.name, "scale": scale, "orientation": orientation,
                             "gravity_dir": np.asarray(gravity_dir, dtype=float), "relaxed": relaxed,
                             "grasp_config": json.dumps(dataclasses.asdict(cfg), sort_keys=True)})

@@ -63,6 +63,7 @@ class TaskSampler:
         self.axes = ori.axes_for(cfg.axes)
         self._models: dict[tuple[int, int], mujoco.MjModel] = {}
         self._grasps: dict[tuple[int, int, str], np.ndarray] = {}
+        self._ungraspable: set[tuple[int, int, str]] = set()
         template = self.model(0, 0)
         self.hand = HandIndex.from_model(template)
         self.object_body = mujoco.mj_name2id(template, mujoco.mjtObj.mjOBJ_BODY, "object")
@@ -100,6 +101,34 @@ class TaskSampler:
                 nthread=self.cfg.nthread)
         return self._grasps[key]
 
+    def _graspable(self, rng: np.random.Generator, obj: np.ndarray, sbin: np.ndarray, k: int,
+                   wrist: str) -> np.ndarray:
+        """The grasp rows for env ``k``'s (object, scale bin); with ``env.ungraspable=skip`` a pair
+        without a stable grasp is recorded in ``self.ungraspable`` and ``obj[k]``, ``sbin[k]`` are
+        redrawn (in place) until a graspable pair comes up.  The redraws depend only on ``rng`` and
+        on which pairs are ungraspable, so every policy evaluated on a seed sees the same episodes."""
+        pairs = len(self.shapes) * len(self.scales)
+        while True:
+            key = (int(obj[k]), int(sbin[k]), wrist)
+            if key not in self._ungraspable:
+                try:
+                    return self.grasps(*key)
+                except grasp_cache.NoGraspFound:
+                    if self.cfg.ungraspable != "skip":
+                        raise
+                    self._ungraspable.add(key)
+            if sum(1 for (_, _, w) in self._ungraspable if w == wrist) == pairs:
+                raise grasp_cache.NoGraspFound(
+                    f"no object of set {self.cfg.object_set!r} has a stable grasp at any scale for wrist {wrist!r} "
+                    f"(skipped: {self.ungraspable}); loosen env.grasp")
+            obj[k], sbin[k] = rng.integers(len(self.shapes)), rng.integers(len(self.scales))
+
+    @property
+    def ungraspable(self) -> list[str]:
+        """The (object, scale, wrist) draws skipped for want of a stable grasp, as
+        ``"name@scale/wrist"`` strings (sorted)."""
+        return sorted(f"{self.shapes[o].name}@{self.scales[b]:.3f}/{w}" for o, b, w in self._ungraspable)
+
     def sample(self, rng: np.random.Generator, n: int, gravity_scale: float = 1.0) -> Episode:
         """Draw ``n`` episodes (models are fresh copies, safe to modify); ``gravity_scale`` scales
         the domain's gravity (a curriculum; the wrist orientation, i.e. its direction, is unchanged)."""
@@ -126,6 +155,8 @@ class TaskSampler:
         models, grasp_rows = [], np.empty((n, grasp_cache.GRASP_ROW))
         act = self.hand.actuator
         for k in range(n):
+            rows = self._graspable(rng, obj, sbin, k, wrist_keys[k])
+            grasp_rows[k] = rows[rng.integers(len(rows))]
             model = copy.copy(self.model(int(obj[k]), int(sbin[k])))
             model.opt.gravity[:] = gravity_scale * self.domain.gravity * gravity[k]
             set_object_properties(model, float(mass[k]), float(friction[k]))
@@ -134,6 +165,4 @@ class TaskSampler:
             model.actuator_biasprm[act, 1] = -kp
             model.actuator_biasprm[act, 2] = -self.domain.kd * kd_scale[k]
             models.append(model)
-            rows = self.grasps(int(obj[k]), int(sbin[k]), wrist_keys[k])
-            grasp_rows[k] = rows[rng.integers(len(rows))]
         return Episode(obj, self.scales[sbin], gravity, axis, grasp_rows, mass, models)
