@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,6 +55,24 @@ def test_skipped_objects_are_redrawn_reproducibly_and_reported(two_cuboids):
     fresh = TaskSampler(cfg, load_domain("nominal")).sample(np.random.default_rng(0), 16)
     np.testing.assert_array_equal(fresh.grasp, ep.grasp)
     np.testing.assert_array_equal(fresh.object_mass, ep.object_mass)
+
+
+def test_a_failed_search_is_recorded_and_not_repeated(two_cuboids, monkeypatch):
+    """Each eval condition builds its own sampler: the failed search must not run again in each."""
+    cfg = EnvConfig.from_dict({**two_cuboids, "ungraspable": "skip"})
+    TaskSampler(cfg, load_domain("nominal")).sample(np.random.default_rng(0), 16)
+    assert len(list(Path(two_cuboids["grasp_dir"]).rglob("*.nograsp"))) == 1
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("searched again for a pair already recorded as ungraspable")
+
+    monkeypatch.setattr(G, "generate_grasps", no_search)
+    again = TaskSampler(cfg, load_domain("nominal"))
+    again.sample(np.random.default_rng(0), 16)
+    assert again.ungraspable == [f"{cfg.object_names[1]}@{np.mean(again.shapes[1].scale_range):.3f}/palm_up"]
+    strict = TaskSampler(EnvConfig.from_dict(two_cuboids), load_domain("nominal"))
+    with pytest.raises(G.NoGraspFound, match="delete it to search again"):
+        strict.sample(np.random.default_rng(0), 16)
 
 
 def test_a_set_with_no_graspable_object_is_an_error(two_cuboids):

@@ -131,6 +131,11 @@ def cache_path(root: Path, shape: ObjectShape, scale: float, orientation: str, c
             / f"{safe}__{shape_key(shape)}__s{scale:.3f}__{orientation}__g{g}__d{d}__v{CACHE_VERSION}.npz")
 
 
+def no_grasp_marker(path: Path) -> Path:
+    """Beside a cache path: the record that its search found nothing (so no process searches again)."""
+    return path.with_suffix(".nograsp")
+
+
 def set_object_properties(model: mujoco.MjModel, mass: float, friction: float) -> None:
     """Set the object's mass (inertia scaled to match) and sliding friction in place."""
     body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, OBJECT_BODY)
@@ -247,6 +252,9 @@ def ensure_cache(root: Path, domain: Domain, shape: ObjectShape, scale: float, o
     path = cache_path(root, shape, scale, orientation, cfg, domain, gravity_dir)
     if path.exists():
         return load_cache(path)
+    marker = no_grasp_marker(path)
+    if marker.exists():
+        raise NoGraspFound(f"{marker.read_text().strip()} (recorded in {marker}; delete it to search again)")
     rng = np.random.default_rng([cfg.seed, int(shape_key(shape), 16) % (2 ** 31), int(scale * 1000)])
     found = []
     for _ in range(cfg.rounds):
@@ -263,12 +271,17 @@ def ensure_cache(root: Path, domain: Domain, shape: ObjectShape, scale: float, o
                 break
         rows, relaxed, tried = np.concatenate(found), True, len(found) * cfg.candidates
     if len(rows) == 0:
-        raise NoGraspFound(f"no stable grasp found for {shape.name} at scale {scale:.3f}, orientation {orientation} "
-                           f"after {tried} candidates{' (relaxed settings included)' if relaxed else ''}; "
-                           "the object may not fit the hand. "
-                           "Loosen env.grasp (e.g. env.grasp.allow_palm_contact=true, env.grasp.min_tip_contacts=2, "
-                           "a wider env.grasp.squeeze), drop this scale, or set env.ungraspable=skip to draw "
-                           "another object or scale in its place (the skipped pairs are reported).")
+        message = (f"no stable grasp found for {shape.name} at scale {scale:.3f}, orientation {orientation} "
+                   f"after {tried} candidates{' (relaxed settings included)' if relaxed else ''}; "
+                   "the object may not fit the hand. "
+                   "Loosen env.grasp (e.g. env.grasp.allow_palm_contact=true, env.grasp.min_tip_contacts=2, "
+                   "a wider env.grasp.squeeze), drop this scale, or set env.ungraspable=skip to draw "
+                   "another object or scale in its place (the skipped pairs are reported).")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+        tmp.write_text(message + "\n")
+        os.replace(tmp, marker)
+        raise NoGraspFound(message)
     save_cache(path, rows, {"object": shape.name, "scale": scale, "orientation": orientation,
                             "gravity_dir": np.asarray(gravity_dir, dtype=float), "relaxed": relaxed,
                             "grasp_config": json.dumps(dataclasses.asdict(cfg), sort_keys=True)})

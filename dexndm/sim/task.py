@@ -93,7 +93,7 @@ class TaskSampler:
             gravity_dir = np.array(ori.WRIST_ORIENTATIONS[wrist])
             path = grasp_cache.cache_path(self.cfg.grasp_path, shape, scale, wrist, self.cfg.grasp,
                                           self.domain, gravity_dir)
-            if not path.exists() and not self.cfg.grasp_generate:
+            if not (path.exists() or grasp_cache.no_grasp_marker(path).exists()) and not self.cfg.grasp_generate:
                 raise FileNotFoundError(f"no grasp cache at {path}; run `dexndm grasps env.object_set={shape.category}` "
                                         "with the same env.domain, or set env.grasp_generate=true")
             self._grasps[key] = grasp_cache.ensure_cache(
