@@ -99,6 +99,20 @@ def test_rotation_gate_fades_rotation_as_the_object_leaves_its_start():
         RewardConfig(rot_gate_distance=0.0)
 
 
+def test_pose_gate_fades_rotation_as_the_joints_leave_their_grasp_pose():
+    q = np.zeros((3, 16))
+    q[1, 0] = 0.5            # 0.25 rad^2 from the grasp pose
+    q[2, :4] = 1.0 / 2 ** 0.5  # 2.0 rad^2: beyond the gate
+    disp = [[0.0, 0.0, 0.0]] * 3
+    assert terms_for([0, 0, 0.4], displacement=disp, q=q)["rot"] == pytest.approx([0.4, 0.4, 0.4])
+    gated = terms_for([0, 0, 0.4], displacement=disp, q=q, cfg=RewardConfig(rot_gate_pose=1.0))
+    assert gated["rot"] == pytest.approx([0.4, 0.3, 0.0])
+    backward = terms_for([0, 0, -0.4], displacement=disp, q=q, cfg=RewardConfig(rot_gate_pose=1.0, clip_backward=False))
+    assert backward["rot"] == pytest.approx([-0.4, -0.4, -0.4])  # turning back is charged in full
+    with pytest.raises(ValueError, match="rot_gate_pose"):
+        RewardConfig(rot_gate_pose=-1.0)
+
+
 def test_alive_bonus_while_held_and_drop_penalty_when_dropped():
     cfg = RewardConfig(alive_bonus=0.7, drop_penalty=3.0)
     t = {k: np.concatenate([v, v]) for k, v in terms_for([0, 0, 0]).items()}

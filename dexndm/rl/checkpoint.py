@@ -144,7 +144,7 @@ LEGACY_VALUES = {"env.max_sag": None, "ppo.noise_correlation": 0.0, "env.gravity
                  "env.reward.tip_contact": 0.0, "env.privileged_displacement": False,
                  "env.reward.clip_backward": True, "env.reward.pose_tolerance": 0.0,
                  "env.privileged_grasp_pose": False, "env.pose_action_range": None,
-                 "env.ungraspable": "error"}
+                 "env.ungraspable": "error", "env.reward.rot_gate_pose": None}
 
 
 def with_legacy_values(config: dict) -> dict:

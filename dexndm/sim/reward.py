@@ -38,6 +38,15 @@ earns only while the object stays where it was grasped, so the twist that comes 
 curling the fingers and pulling the object towards the wrist (-x, 4-6 cm within 8-20
 steps in those episodes) stops paying as it happens.
 
+``rot_gate_pose`` (g_p, ours, default off) scales the rotation term by
+``clip(1 - |q - q_init|^2 / g_p^2, 0, 1)`` (the squared distance summed over joints, rad^2): rotation
+earns only while the hand stays near its grasp pose (turning back is charged in full wherever the hand
+is, so going out, turning back and returning does not pay).  Every oracle trained without it turned the object
+once by sweeping its fingers to their limits and then held it (rotation by quarter 0.58 / 0.12 / 0.05 /
+0.03 rad/s, 18% of the targets at a limit); a pose penalty trades against that sweep, the gate removes
+its pay, so the way to keep earning is to bring the fingers back and turn again (a gait).  With the
+one-sided clip, shaking about the grasp pose does not pay either.
+
 ``pose_tolerance`` (ours, default 0) leaves each joint free within that many radians of its
 grasp position and penalises only what lies beyond: (max(|q - q_init| - tol, 0))^2.  Relative
 actions drift to the joint limits without a pose term (index and middle abduction at their upper
@@ -82,6 +91,7 @@ class RewardConfig:
     torque: float = 0.1              # a_torque
     position: float = 0.0            # a_pos, per metre the object is from its start (ours, see above)
     rot_gate_distance: float | None = None  # d_g, m: rotation pays less as the object leaves its start; None: off
+    rot_gate_pose: float | None = None  # g_p, rad: rotation pays less as the joints leave their grasp pose; None: off
     tip_contact: float = 0.0         # a_tip, per step times the fraction of fingertips in contact (ours, see above)
     penalty_weight: float = 1.0      # a_penalty
     goal_weight: float = 1.0         # a_goal
@@ -103,6 +113,8 @@ class RewardConfig:
             raise ValueError(f"reward.schedule_targets: unknown entries {bad}; allowed: rot, offaxis")
         if self.rot_gate_distance is not None and not self.rot_gate_distance > 0:
             raise ValueError(f"reward.rot_gate_distance must be > 0 (metres) or null, got {self.rot_gate_distance}")
+        if self.rot_gate_pose is not None and not self.rot_gate_pose > 0:
+            raise ValueError(f"reward.rot_gate_pose must be > 0 (rad) or null, got {self.rot_gate_pose}")
         if not self.pose_tolerance >= 0:
             raise ValueError(f"reward.pose_tolerance must be >= 0 (rad), got {self.pose_tolerance}")
         if self.schedule_end < self.schedule_start:
@@ -136,8 +148,12 @@ def reward_terms(
     thr = np.deg2rad(cfg.goal_threshold_deg)
     distance = np.linalg.norm(displacement, axis=-1)
     gate = 1.0 if cfg.rot_gate_distance is None else np.clip(1.0 - distance / cfg.rot_gate_distance, 0.0, 1.0)
+    rot = np.clip(w_dot_k, -cfg.rot_clip if cfg.clip_backward else None, cfg.rot_clip) * gate
+    if cfg.rot_gate_pose is not None:  # forward turning only: turning back far from the pose costs in full
+        pose_gate = np.clip(1.0 - ((q - q_init) ** 2).sum(-1) / cfg.rot_gate_pose ** 2, 0.0, 1.0)
+        rot = np.where(rot > 0, rot * pose_gate, rot)
     return {
-        "rot": np.clip(w_dot_k, -cfg.rot_clip if cfg.clip_backward else None, cfg.rot_clip) * gate,
+        "rot": rot,
         "goal": np.clip(cfg.goal_gain / (goal_angle + cfg.goal_eps), 0.0, cfg.goal_clip)
         + cfg.goal_bonus * (goal_angle < thr),
         "offaxis": np.abs(np.cross(angvel, axis)).sum(-1),
