@@ -12,7 +12,9 @@ each quarter of the episode (an oracle that twists once and then holds shows a f
 and, by quarter over the held objects, ``drift_by_quarter``: the joint targets' distance from the
 episode's first targets (sum of squares, rad^2), and ``at_limit_by_quarter``: the fraction of joint
 targets within 0.01 rad of a joint limit (relative actions drift there: a joint at its limit
-explores in one direction only).
+explores in one direction only), and ``last_quarter_by_joint``: for each joint by name, the mean
+target minus the episode's first target (rad) and the fraction of held steps at a limit, over the
+last quarter (which fingers end up where).
 ``--env KEY=VALUE`` changes a setting of the oracle's env for both policies (e.g. measure an oracle
 trained with a looser drop test under the default one); the value is read as YAML.
 """
@@ -39,6 +41,7 @@ def evaluate(policy, env_cfg: dict, envs: int, episodes: int, seed: int) -> dict
     rate_sum, rate_count = torch.zeros(QUARTERS), torch.zeros(QUARTERS)
     fast = 0
     drift_sum, limit_sum = torch.zeros(QUARTERS), torch.zeros(QUARTERS)
+    joint_offset, joint_at_limit, last_count = torch.zeros(hc.NUM_JOINTS), torch.zeros(hc.NUM_JOINTS), 0
     for batch in range(-(-episodes // envs)):
         env = make_env(env_cfg, num_envs=min(envs, episodes - batch * envs), seed=seed + batch)
         td = env.reset()
@@ -53,7 +56,8 @@ def evaluate(policy, env_cfg: dict, envs: int, episodes: int, seed: int) -> dict
             rate = torch.as_tensor(env.tracker.w_dot_k - before)    # this step's w . k, before any auto-reset
             target = env.control.target                              # also read before any auto-reset
             drift = torch.as_tensor(((target - first_targets) ** 2).sum(-1))
-            at_limit = torch.as_tensor(((target - hc.JOINT_LOWER < AT_LIMIT) | (hc.JOINT_UPPER - target < AT_LIMIT)).mean(-1))
+            joint_limited = torch.as_tensor((target - hc.JOINT_LOWER < AT_LIMIT) | (hc.JOINT_UPPER - target < AT_LIMIT))
+            at_limit = joint_limited.float().mean(-1)
             td = env.maybe_reset(env.step_mdp(out))
             quarter = min(step * QUARTERS // env.cfg.episode_steps, QUARTERS - 1)
             rate_sum[quarter] += rate[pending].sum()
@@ -61,6 +65,10 @@ def evaluate(policy, env_cfg: dict, envs: int, episodes: int, seed: int) -> dict
             fast += int((rate[pending].abs() > 1.0).sum())
             drift_sum[quarter] += drift[pending].sum()
             limit_sum[quarter] += at_limit[pending].sum()
+            if quarter == QUARTERS - 1:
+                joint_offset += torch.as_tensor(target - first_targets)[pending].sum(0)
+                joint_at_limit += joint_limited[pending].float().sum(0)
+                last_count += int(pending.sum())
             step += 1
             first = out["next", "episode_ended"].squeeze(-1) & pending
             for k, m in enumerate(EPISODE_METRICS):
@@ -72,6 +80,10 @@ def evaluate(policy, env_cfg: dict, envs: int, episodes: int, seed: int) -> dict
     result["shake"] = fast / max(float(rate_count.sum()), 1.0)
     result["drift_by_quarter"] = (drift_sum / rate_count.clamp(min=1)).tolist()
     result["at_limit_by_quarter"] = (limit_sum / rate_count.clamp(min=1)).tolist()
+    result["last_quarter_by_joint"] = {
+        name: {"offset": round(float(joint_offset[j]) / max(last_count, 1), 3),
+               "at_limit": round(float(joint_at_limit[j]) / max(last_count, 1), 3)}
+        for j, name in enumerate(hc.JOINT_NAMES)}
     return result
 
 
