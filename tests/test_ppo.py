@@ -239,6 +239,13 @@ def test_init_from_warm_starts_weights_but_not_counters(tmp_path, tiny_env_cfg):
             torch.testing.assert_close(v, saved["model"][k])
         assert trainer.iteration == 0 and trainer.frames == 0
         assert trainer.initialised_from is not None
+        # the Adam moments and the learning rate reached travel too: a fresh Adam at ppo.lr
+        # would throw a converged policy far from where it was
+        moments = trainer.optimizer.state_dict()["state"]
+        for key, state in saved["optimizer"]["state"].items():
+            torch.testing.assert_close(moments[key]["exp_avg_sq"], state["exp_avg_sq"])
+        assert trainer.schedule.lr == pytest.approx(min(trainer.ppo.lr, saved["schedule"]["lr"]))
+        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(trainer.schedule.lr)
     finally:
         trainer.close()
     bigger = tiny_cfg(wider, tmp_path / "bad", iterations=1, init_from=str(src / "checkpoints" / "last.pt"))

@@ -206,8 +206,14 @@ class PPOTrainer:
         self._elapsed_before = float(ckpt.get("wall_s", 0.0))
 
     def _init_weights(self, path: Path) -> None:
-        """Warm start: the policy, value head and normalisers of another oracle; the optimiser,
-        schedules and counters start fresh (e.g. widen palm-up training to more orientations)."""
+        """Warm start: the policy, value head and normalisers of another oracle, its Adam moments,
+        and a learning rate no higher than the one its adaptive schedule had reached; counters and
+        the reward/gravity schedules start fresh (e.g. widen palm-up training to more orientations).
+
+        A fresh Adam at ``ppo.lr`` (5e-3) moved a converged oracle (17M frames, its schedule at
+        4.4e-4) so far in the first update that the KL to the old policy was 43 and the warm-started
+        run dropped nearly every object; carrying the moments and the reached rate avoids that.
+        Lower ``ppo.lr`` to start lower still."""
         ckpt = load_checkpoint(path, map_location=self.device)
         if (int(ckpt["obs_dim"]), int(ckpt["act_dim"])) != (self.obs_dim, self.act_dim):
             raise ValueError(f"init_from={path}: its observation/action sizes {ckpt['obs_dim']}/{ckpt['act_dim']} "
@@ -217,6 +223,9 @@ class PPOTrainer:
             raise ValueError(f"init_from={path}: network {saved.get('hidden')} / critic {saved.get('critic_hidden')} "
                              f"differs from ppo.hidden={self.ppo.hidden} / ppo.critic_hidden={self.ppo.critic_hidden}")
         self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.lr = min(self.schedule.lr, float(ckpt["schedule"]["lr"]))
+        self.schedule.apply(self.optimizer)
         self.initialised_from = str(path)
 
     def checkpoint_payload(self) -> dict:
