@@ -12,7 +12,7 @@ from dexndm.sim.control import ACTION_SCALE
 
 
 class _ConstResidual(ResidualNet):
-    def forward(self, q, a, obs=None):
+    def forward(self, q, a, obs=None, past=None):
         return torch.full_like(a, 0.05)
 
 
@@ -35,6 +35,31 @@ def test_chain_and_command_without_and_with_residual():
     torch.testing.assert_close(target2, target)                  # the chain ignores the residual
     upper = torch.as_tensor(hc.JOINT_UPPER, dtype=torch.float32)
     torch.testing.assert_close(command2, torch.minimum(target + 0.05, upper))
+
+
+def test_residual_history_is_read_from_the_observation_pairs():
+    """A residual with history k reads (q_j, a_j) of the k - 1 steps before now: q of the observation's pair j
+    and a of pair j + 1 (the pairs are (q_k, a_{k-1})), exactly as training windows hold them; traced alike."""
+    from dexndm.deploy.export import trace_policy
+
+    from dexndm.sim.observations import DEPLOY_HISTORY
+
+    k, T = 3, DEPLOY_HISTORY
+    obs = torch.zeros(2, GeneralistPolicy().obs_dim)
+    pairs = torch.arange(2 * T * 2 * 16, dtype=torch.float32).reshape(2, T, 2, 16) / 1000.0
+    obs[:, :T * 2 * 16] = pairs.reshape(2, -1)
+    res = ResidualNet(hidden=8, depth=1, history=k)
+    torch.nn.init.normal_(res.mlp[-1].weight, std=0.5)
+    policy = DeployPolicy(_base(0.0), res)
+    expected = torch.stack([pairs[:, T - 3:T - 1, 0], pairs[:, T - 2:T, 1]], dim=2)     # j = t-2, t-1
+    torch.testing.assert_close(policy.past(obs), expected)
+    q, prev = pairs[:, -1, 0], pairs[:, -1, 1]
+    target, command = policy(obs, q, prev)
+    lower, upper = torch.as_tensor(hc.JOINT_LOWER).float(), torch.as_tensor(hc.JOINT_UPPER).float()
+    torch.testing.assert_close(command, torch.minimum(torch.maximum(target + res(q, target, None, expected), lower), upper))
+    assert not torch.allclose(res(q, target, None, expected), res(q, target, None, expected.flip(1)))  # order matters
+    traced = trace_policy(policy)
+    torch.testing.assert_close(traced(obs, q, prev)[1], command)
 
 
 def test_nan_policy_holds_the_previous_target():

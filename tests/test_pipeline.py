@@ -84,6 +84,13 @@ def test_tiny_pipeline_writes_the_report_and_caches_stages(tmp_path, released, t
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/stage.json")} == stamp
     forced = run(_cfg(tmp_path, released, tiny_env_cfg, ["force=[evaluate]"]))
     assert forced["timings"]["evaluate"] > 0 and forced["timings"]["chaos_box"] == 0.0
+    deeper = run(_cfg(tmp_path, released, tiny_env_cfg, ["residual.history=2"]))      # residuals read 2 steps
+    assert deeper["timings"]["residual_jointwise"] > 0 and deeper["timings"]["finetune_jointwise"] == 0.0
+    from dexndm.models.residual import load_residual
+
+    stage = json.loads((tmp_path / "residual_jointwise" / "stage.json").read_text())
+    assert load_residual(stage["outputs"]["checkpoint"])[1]["config"]["history"] == 2
+    assert "data.window=11" in stage["outputs"]["command"]               # the dynamics' 10 steps + 1 before
 
 
 def test_bad_domain_and_missing_checkpoint_are_refused_up_front(tmp_path, released, tiny_env_cfg):
@@ -133,6 +140,11 @@ def test_diagnosis_reports_what_the_gap_costs_and_what_each_residual_won_back():
     assert not small["cost_exceeds_spread"] and small["dexndm_recovered"] is None
     assert small["dexndm_won"] == pytest.approx(-0.15)
     assert diag["residual"] == {"jointwise": {"track_zero": 2.0, "track": 0.5, "track_ratio": 0.25, "res_abs": 0.1}}
-    assert diag["dynamics"] == {"jointwise": {"finetuned_eval_loss": 0.3}}
+    assert diag["dynamics"]["jointwise"]["finetuned_eval_loss"] == 0.3
+    assert diag["dynamics"]["jointwise"]["gap_over_error"] == pytest.approx(2.0 / 0.3)
     assert any("+50%" in line for line in diagnosis_lines(diag))
+    assert not any("chases model error" in line for line in diagnosis_lines(diag))           # 6.7x: a visible gap
+    blind = diagnose(methods, {**stages, "finetune_jointwise": {"best_model_score": 1.9}})   # 2.0 vs 1.9
+    assert blind["dynamics"]["jointwise"]["gap_over_error"] == pytest.approx(2.0 / 1.9)
+    assert any("chases model error" in line for line in diagnosis_lines(blind))
     assert "gap" not in diagnose({k: v for k, v in methods.items() if k != "source"}, {})

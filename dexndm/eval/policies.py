@@ -254,7 +254,7 @@ class GeneralistPolicy(Policy):
             return action, None
         prev = torch.as_tensor(env.control.target, dtype=torch.float32)
         target = torch.minimum(torch.maximum(prev + self.policy.action_scale * action, self.lower), self.upper)
-        command = torch.minimum(torch.maximum(target + self.policy.offset(self.last_q(obs, env), target),
+        command = torch.minimum(torch.maximum(target + self.policy.offset(obs, self.last_q(obs, env), target),
                                               self.lower), self.upper)
         return action, command - target
 

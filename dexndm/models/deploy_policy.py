@@ -2,11 +2,13 @@
 correction (DexNDM Sec. 3.3, "deployed as base + residual").
 
     a_t     = clip(a_{t-1} + ACTION_SCALE * clip(pi_base(o_t), -1, 1), joint limits)
-    command = clip(a_t + pi_res(q_t, a_t), joint limits)
+    command = clip(a_t + pi_res(q_t, a_t[, the steps before]), joint limits)
 
 The chain a_t (and the observation history, which records it) never includes the
 residual: the residual only changes what the hand is sent, exactly as in residual
 training, where the dynamics model sees a_j + pi_res(q_j, a_j) and pi_res sees a_j.
+A residual with ``history > 1`` reads the steps before from the observation's (q_k, a_{k-1})
+pairs: step j's (q_j, a_j) is q of pair j and a of pair j + 1.
 Simulation applies the same split through ``target_offset`` (``dexndm.sim.control``).
 
 ``DeployPolicy`` is a plain ``nn.Module`` (TorchScript-able) over ``[B, ...]`` tensors;
@@ -25,6 +27,7 @@ from dexndm.hand import constants as hc
 from dexndm.models.generalist import GeneralistPolicy, load_generalist
 from dexndm.models.residual import ResidualNet, load_residual
 from dexndm.sim.control import ACTION_SCALE
+from dexndm.sim.observations import deploy_layout
 
 
 class DeployPolicy(nn.Module):
@@ -38,20 +41,33 @@ class DeployPolicy(nn.Module):
         self.residual = residual if residual is not None else _NoResidual()
         self.has_residual = residual is not None
         self.action_scale = float(action_scale)
+        self.res_history = residual.history if residual is not None else 1
+        proprio = deploy_layout().slice("proprio_history")
+        self.num_joints = hc.NUM_JOINTS
+        self.proprio_start, self.proprio_steps = int(proprio.start), (proprio.stop - proprio.start) // (2 * hc.NUM_JOINTS)
+        if self.res_history > self.proprio_steps:
+            raise ValueError(f"the residual reads {self.res_history} steps, the observation holds {self.proprio_steps}")
         self.register_buffer("lower", torch.as_tensor(hc.JOINT_LOWER, dtype=torch.float32))
         self.register_buffer("upper", torch.as_tensor(hc.JOINT_UPPER, dtype=torch.float32))
 
     def forward(self, obs: torch.Tensor, q: torch.Tensor, prev_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         action = torch.nan_to_num(self.base(obs), nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
         target = torch.minimum(torch.maximum(prev_target + self.action_scale * action, self.lower), self.upper)
-        offset = torch.nan_to_num(self.residual(q, target), nan=0.0, posinf=0.0, neginf=0.0)
-        command = torch.minimum(torch.maximum(target + offset, self.lower), self.upper)
+        command = torch.minimum(torch.maximum(target + self.offset(obs, q, target), self.lower), self.upper)
         return target, command
 
-    @torch.no_grad()
-    def offset(self, q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def offset(self, obs: torch.Tensor, q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The residual alone, ``[B, 16]`` rad (zeros without one): the env's ``target_offset``."""
-        return torch.nan_to_num(self.residual(q, target), nan=0.0, posinf=0.0, neginf=0.0)
+        return torch.nan_to_num(self.residual(q, target, None, self.past(obs)), nan=0.0, posinf=0.0, neginf=0.0)
+
+    def past(self, obs: torch.Tensor) -> torch.Tensor | None:
+        """(q_j, a_j) of the ``res_history - 1`` steps before now ``[B, k - 1, 2, 16]``, oldest first, or None."""
+        k = self.res_history
+        if k == 1:
+            return None
+        T, J = self.proprio_steps, self.num_joints
+        hist = obs[:, self.proprio_start:self.proprio_start + T * 2 * J].reshape(obs.shape[0], T, 2, J)
+        return torch.stack([hist[:, T - k:T - 1, 0], hist[:, T - k + 1:T, 1]], dim=2)
 
     @classmethod
     def from_checkpoints(cls, generalist: str | os.PathLike, residual: str | os.PathLike | None = None,
@@ -67,5 +83,6 @@ class DeployPolicy(nn.Module):
 
 
 class _NoResidual(nn.Module):
-    def forward(self, q: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    def forward(self, q: torch.Tensor, a: torch.Tensor, obs: torch.Tensor | None = None,
+                past: torch.Tensor | None = None) -> torch.Tensor:
         return torch.zeros_like(a)

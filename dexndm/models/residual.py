@@ -11,10 +11,13 @@ trajectory the base policy produced in SIM.  Trained supervised on sim dynamics 
 
 with q_{t+1} from the sim trajectory.  The loss is taken in f_psi's normalised target
 space (``normalized_target``/``predict_normalized``) when f_psi is a ``DynamicsModel``,
-else in radians.  ``ResidualNet`` sees, per step j, (q_j, a_j) standardised with the
-dynamics stats (plus an optional extra observation ``o_j`` of ``obs_dim``, batch key
-``obs`` [B, W, obs_dim]); all W steps run in one batched call; the output is
-``max_residual * tanh(.)`` radians.  At deployment the command is a + a_res
+else in radians.  ``ResidualNet`` sees, per step j, the last ``history`` steps of (q, a)
+ending at (q_j, a_j), standardised with the dynamics stats: the paper's pi_res reads the
+generalist's proprioceptive history o_j, and a correction that depends on how a joint is
+moving (damping, lag) cannot be made from (q_j, a_j) alone.  Training windows therefore hold
+W + history - 1 steps (``training_window``); optionally an extra observation ``o_j`` of
+``obs_dim`` (batch key ``obs`` [B, W, obs_dim]).  All W steps run in one batched call; the
+output is ``max_residual * tanh(.)`` radians.  At deployment the command is a + a_res
 (``ResidualNet.correct``).  Gradients flow through f_psi but its parameters are frozen
 (``requires_grad=False``, always eval mode) and not in the optimiser.
 """
@@ -42,17 +45,20 @@ J = NUM_JOINTS
 
 
 class ResidualNet(nn.Module):
-    """pi_res: (q_j, a_j[, o_j]) ``[..., 32(+obs_dim)]`` -> a_res ``[..., 16]`` in [-max_residual, max_residual]."""
+    """pi_res: (q_j, a_j[, the ``history - 1`` steps before][, o_j]) -> a_res ``[..., 16]`` in
+    [-max_residual, max_residual]."""
 
-    def __init__(self, hidden: int = 256, depth: int = 2, max_residual: float = 0.2, obs_dim: int = 0):
+    def __init__(self, hidden: int = 256, depth: int = 2, max_residual: float = 0.2, obs_dim: int = 0,
+                 history: int = 1):
         super().__init__()
-        if hidden < 1 or depth < 1 or max_residual <= 0 or obs_dim < 0:
-            raise ValueError(f"need hidden, depth >= 1, max_residual > 0, obs_dim >= 0; "
-                             f"got {hidden}, {depth}, {max_residual}, {obs_dim}")
+        if hidden < 1 or depth < 1 or max_residual <= 0 or obs_dim < 0 or history < 1:
+            raise ValueError(f"need hidden, depth, history >= 1, max_residual > 0, obs_dim >= 0; "
+                             f"got {hidden}, {depth}, {history}, {max_residual}, {obs_dim}")
         self.hidden, self.depth, self.max_residual, self.obs_dim = int(hidden), int(depth), float(max_residual), int(obs_dim)
+        self.history = int(history)
         for key, default in (("q_mean", 0.0), ("q_std", 1.0), ("a_mean", 0.0), ("a_std", 1.0)):
             self.register_buffer(key, torch.full((J,), default))
-        layers, d = [], 2 * J + self.obs_dim
+        layers, d = [], 2 * J * self.history + self.obs_dim
         for _ in range(depth):
             layers += [nn.Linear(d, hidden), nn.ELU()]
             d = hidden
@@ -62,7 +68,8 @@ class ResidualNet(nn.Module):
         self.mlp = nn.Sequential(*layers, last)
 
     def config(self) -> dict[str, Any]:
-        return {"hidden": self.hidden, "depth": self.depth, "max_residual": self.max_residual, "obs_dim": self.obs_dim}
+        return {"hidden": self.hidden, "depth": self.depth, "max_residual": self.max_residual, "obs_dim": self.obs_dim,
+                "history": self.history}
 
     @torch.no_grad()
     def set_stats(self, stats: Mapping[str, Any]) -> None:
@@ -70,9 +77,17 @@ class ResidualNet(nn.Module):
             v = torch.as_tensor(np.asarray(stats[key]), dtype=torch.float32).expand(J).clone()
             getattr(self, key).copy_(v.clamp_min(1e-6) if key.endswith("std") else v)
 
-    def forward(self, q: torch.Tensor, a: torch.Tensor, obs: torch.Tensor | None = None) -> torch.Tensor:
-        """a_res for any leading shape: ``q, a [..., 16]`` (+ ``obs [..., obs_dim]``)."""
+    def forward(self, q: torch.Tensor, a: torch.Tensor, obs: torch.Tensor | None = None,
+                past: torch.Tensor | None = None) -> torch.Tensor:
+        """a_res for any leading shape: ``q, a [..., 16]``; with ``history > 1`` also ``past
+        [..., history - 1, 2, 16]``, the (q, a) of the steps before, oldest first (+ ``obs [..., obs_dim]``)."""
         x = [(q - self.q_mean) / self.q_std, (a - self.a_mean) / self.a_std]
+        if self.history > 1:
+            if past is None or past.shape[-3] != self.history - 1:
+                raise ValueError(f"this residual net reads {self.history} steps: give past [..., {self.history - 1}, 2, 16]")
+            pq = (past[..., 0, :] - self.q_mean) / self.q_std
+            pa = (past[..., 1, :] - self.a_mean) / self.a_std
+            x.append(torch.cat([pq, pa], dim=-1).flatten(-2))
         if self.obs_dim:
             if obs is None or obs.shape[-1] != self.obs_dim:
                 raise ValueError(f"this residual net needs obs [..., {self.obs_dim}]")
@@ -80,16 +95,37 @@ class ResidualNet(nn.Module):
         return self.max_residual * torch.tanh(self.mlp(torch.cat(x, dim=-1)))
 
     @torch.no_grad()
-    def correct(self, q: torch.Tensor, a: torch.Tensor, obs: torch.Tensor | None = None) -> torch.Tensor:
+    def correct(self, q: torch.Tensor, a: torch.Tensor, obs: torch.Tensor | None = None,
+                past: torch.Tensor | None = None) -> torch.Tensor:
         """Deployment command a + a_res."""
-        return a + self(q, a, obs)
+        return a + self(q, a, obs, past)
+
+
+def training_window(dynamics_window: int, history: int) -> int:
+    """Steps a training window needs so that each of the dynamics model's W steps has its residual history."""
+    return int(dynamics_window) + int(history) - 1
+
+
+def split_history(q_seq: torch.Tensor, a_seq: torch.Tensor, history: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``[B, W + history - 1, 16]`` sequences -> (q, a ``[B, W, 16]``, past ``[B, W, history - 1, 2, 16]`` or None):
+    for each of the last W steps its own (q, a) and the ``history - 1`` steps before it."""
+    if history == 1:
+        return q_seq, a_seq, None
+    W = q_seq.shape[1] - history + 1
+    if W < 1:
+        raise ValueError(f"windows of {q_seq.shape[1]} steps are too short for a residual history of {history}")
+    qw = q_seq.unfold(1, history, 1).transpose(-1, -2)       # [B, W, history, 16], oldest first
+    aw = a_seq.unfold(1, history, 1).transpose(-1, -2)
+    past = torch.stack([qw[:, :, :-1], aw[:, :, :-1]], dim=3)
+    return qw[:, :, -1], aw[:, :, -1], past
 
 
 class ResidualModule(L.LightningModule):
     """Train ``ResidualNet`` through a frozen dynamics model (``dynamics_ckpt`` or a ``dynamics`` module)."""
 
     def __init__(self, dynamics_ckpt: str | None = None, res_weight: float = 1e-2, max_residual: float = 0.2,
-                 lr: float = 1e-3, hidden: int = 256, depth: int = 2, obs_dim: int = 0,
+                 lr: float = 1e-3, hidden: int = 256, depth: int = 2, obs_dim: int = 0, history: int = 1,
                  dynamics: nn.Module | None = None):
         super().__init__()
         dynamics_ckpt = None if dynamics_ckpt is None else str(dynamics_ckpt)
@@ -102,7 +138,7 @@ class ResidualModule(L.LightningModule):
             dynamics, self.dyn_meta = load_dynamics(dynamics_ckpt)
         dynamics.requires_grad_(False)
         self.dynamics = dynamics.eval()
-        self.res = ResidualNet(hidden, depth, max_residual, obs_dim)
+        self.res = ResidualNet(hidden, depth, max_residual, obs_dim, history)
         if all(hasattr(dynamics, k) for k in ("q_mean", "q_std", "a_mean", "a_std")):
             self.res.set_stats({k: getattr(dynamics, k) for k in ("q_mean", "q_std", "a_mean", "a_std")})
 
@@ -114,9 +150,17 @@ class ResidualModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.res.parameters(), lr=self.hparams.lr)
 
-    def residual(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """a_res for every step of the window ``[B, W, 16]`` (one batched call)."""
-        return self.res(batch["q_hist"], batch["a_hist"], batch.get("obs") if self.hparams.obs_dim else None)
+    def residual(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(q_hist, a_hist ``[B, W, 16]`` as the dynamics model reads them, a_res for each of their steps
+        ``[B, W, 16]``) from a window of W + history - 1 steps (one batched call)."""
+        q_hist, a_hist, past = split_history(batch["q_hist"], batch["a_hist"], self.res.history)
+        window = getattr(self.dynamics, "window", None)
+        if window is not None and q_hist.shape[1] != window:
+            raise ValueError(f"the dynamics model reads {window} steps and the residual {self.res.history}: "
+                             f"set data.window={training_window(window, self.res.history)} (got "
+                             f"{batch['q_hist'].shape[1]})")
+        obs = batch["obs"][:, -q_hist.shape[1]:] if self.hparams.obs_dim else None
+        return q_hist, a_hist, self.res(q_hist, a_hist, obs, past)
 
     def _track(self, q_hist: torch.Tensor, a_cmd: torch.Tensor, q_next: torch.Tensor) -> torch.Tensor:
         """How far the model's next state under ``a_cmd`` is from the sim's ``q_next`` (MSE)."""
@@ -129,8 +173,8 @@ class ResidualModule(L.LightningModule):
         """``track`` and the residual's size; with ``reference`` also ``track_zero``, the tracking
         error the model predicts without a residual (what the residual is there to cut), and
         ``res_abs``, the mean |a_res| (rad: a is the joint target)."""
-        q_hist, a_hist, q_next = batch["q_hist"], batch["a_hist"], batch["q_next"]
-        a_res = self.residual(batch)
+        q_hist, a_hist, a_res = self.residual(batch)
+        q_next = batch["q_next"]
         track = self._track(q_hist, a_hist + a_res, q_next)
         size = a_res.pow(2).mean()
         out = {"loss": track + self.hparams.res_weight * size, "track": track, "res_sq": size}

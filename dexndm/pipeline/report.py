@@ -11,7 +11,10 @@ mean +- std over seeds).
 reality gap costs and the most a residual could win back, and the fraction each residual method
 recovered), ``residual`` (per dynamics variant: the tracking error its frozen model predicts on the
 sim rollouts without and with the residual, their ratio, and the mean |a_res|) and ``dynamics``
-(each fine-tuned model's best eval loss).
+(each fine-tuned model's best eval loss, and ``gap_over_error``: the tracking error it predicts on the
+sim rollouts over its own error on held-out target data, both normalised MSE of the next-state delta;
+near 1 the model cannot tell the sim's motion from its own error, so a residual trained through it
+chases model error: the dynamics need more or better target data before a residual can help).
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ METHOD_NAMES: dict[str, str] = {
     "source": "Base policy in the source domain (reference)",
 }
 RESIDUAL_METHODS = {"dexndm": "jointwise", "wholehand": "wholehand"}   # report method -> dynamics variant
+#: Below this gap_over_error the model barely sees the gap (MSEs add: a gap as large as the model's
+#: error doubles it); the report then says so.
+GAP_VISIBLE = 1.5
+GAP_WITHIN_ERROR = (": the gap is within what the model gets wrong, so its residual chases model error "
+                    "(collect more target data or train the dynamics longer)")
 
 
 def summarize_seeds(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -92,6 +100,8 @@ def diagnose(methods: dict[str, dict], stages: dict[str, dict]) -> dict:
         score = stages.get(f"finetune_{variant}", {}).get("best_model_score")
         if score is not None:
             dynamics[variant] = {"finetuned_eval_loss": score}
+            if variant in residual:
+                dynamics[variant]["gap_over_error"] = residual[variant]["track_zero"] / max(score, 1e-12)
     if residual:
         out["residual"] = residual
     if dynamics:
@@ -113,7 +123,12 @@ def diagnosis_lines(diag: dict) -> list[str]:
         lines.append(f"- {v} residual: predicted tracking error {r['track_zero']:.4g} without, {r['track']:.4g} with "
                      f"it (x{r['track_ratio']:.2f}), mean |a_res| {r['res_abs']:.3g}")
     for v, d in diag.get("dynamics", {}).items():
-        lines.append(f"- {v} dynamics: fine-tuned eval loss {d['finetuned_eval_loss']:.4g}")
+        line = f"- {v} dynamics: fine-tuned eval loss {d['finetuned_eval_loss']:.4g}"
+        if "gap_over_error" in d:
+            ratio = d["gap_over_error"]
+            line += (f"; the sim rollouts' motion is {ratio:.2f}x that error away from its predictions"
+                     + (GAP_WITHIN_ERROR if ratio < GAP_VISIBLE else ""))
+        lines.append(line)
     return lines
 
 

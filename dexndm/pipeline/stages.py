@@ -130,10 +130,13 @@ def _residual_stage(cfg: dict, variant: str) -> Stage:
     def fn(d: Path, i: dict) -> dict:
         from dexndm.pipeline.training import quote, train_experiment
 
+        from dexndm.models.residual import training_window
+
         r = cfg["residual"]
-        window = _dynamics_meta(i["dynamics"])["window"]       # the residual's windows are the model's
+        window = training_window(_dynamics_meta(i["dynamics"])["window"], r["history"])
         return train_experiment("residual", d, [
             f"sim_data={quote(i['data'])}", f"dynamics_ckpt={quote(i['dynamics'])}", f"seed={cfg['seed']}", f"data.window={window}",
+            f"model.history={r['history']}",
             f"trainer.max_epochs={r['max_epochs']}", f"data.batch_size={r['batch_size']}",
             f"model.res_weight={r['res_weight']}", f"model.max_residual={r['max_residual']}",
             "~callbacks.progress", "+trainer.enable_progress_bar=false"])
