@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_module
@@ -68,7 +69,12 @@ def test_tiny_pipeline_writes_the_report_and_caches_stages(tmp_path, released, t
     data = json.loads((tmp_path / "report.json").read_text())
     assert set(data["methods"]) == {"direct", "dexndm", "wholehand", "source"}     # source: the sim reference
     diag = data["diagnosis"]
-    assert set(diag) == {"gap", "residual", "dynamics"} and set(diag["residual"]) == {"jointwise", "wholehand"}
+    assert set(diag) == {"gap", "residual", "dynamics", "base"} and set(diag["residual"]) == {"jointwise", "wholehand"}
+    from dexndm.data.reader import TrajectoryFile
+
+    with TrajectoryFile(tmp_path / "sim_rollouts" / "sim_rollouts.h5") as f:             # mean |a_t - q_t|
+        gaps = [np.abs(t["target"] - t["q"][:-1]).ravel() for _, t in f.iter(fields=["q", "target"])]
+    assert diag["base"]["command_offset_rad"] == pytest.approx(float(np.concatenate(gaps).mean()), rel=1e-6)
     for r in diag["residual"].values():                     # the frozen model's view of the residual's effect
         assert r["track_zero"] > 0 and r["track_ratio"] == pytest.approx(r["track"] / r["track_zero"])
     assert "Diagnosis" in (tmp_path / "results.md").read_text()
@@ -147,4 +153,7 @@ def test_diagnosis_reports_what_the_gap_costs_and_what_each_residual_won_back():
     blind = diagnose(methods, {**stages, "finetune_jointwise": {"best_model_score": 1.9}})   # 2.0 vs 1.9
     assert blind["dynamics"]["jointwise"]["gap_over_error"] == pytest.approx(2.0 / 1.9)
     assert any("chases model error" in line for line in diagnosis_lines(blind))
+    pressed = diagnose(methods, {**stages, "sim_rollouts": {"command_offset_rad": 0.25}})
+    assert pressed["base"] == {"command_offset_rad": 0.25} and "base" not in diag
+    assert any("0.250 rad from its joints" in line for line in diagnosis_lines(pressed))
     assert "gap" not in diagnose({k: v for k, v in methods.items() if k != "source"}, {})

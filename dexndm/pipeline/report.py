@@ -14,7 +14,10 @@ sim rollouts without and with the residual, their ratio, and the mean |a_res|) a
 (each fine-tuned model's best eval loss, and ``gap_over_error``: the tracking error it predicts on the
 sim rollouts over its own error on held-out target data, both normalised MSE of the next-state delta;
 near 1 the model cannot tell the sim's motion from its own error, so a residual trained through it
-chases model error: the dynamics need more or better target data before a residual can help).
+chases model error: the dynamics need more or better target data before a residual can help) and
+``base`` (``command_offset_rad``: how far the base policy's commanded targets sit from its joints in
+its sim rollouts, mean |a_t - q_t|; a target far from a blocked joint sets a force, not a position,
+and a model of the next joint positions barely sees a change of it).
 """
 
 from __future__ import annotations
@@ -70,6 +73,18 @@ def gains(methods: dict[str, dict], base: str = "direct", ours: str = "dexndm") 
     return out
 
 
+def command_offset(path: str | Path) -> float | None:
+    """Mean |a_t - q_t| (rad) over every step and joint of a trajectory file (None if it has no steps)."""
+    from dexndm.data.reader import TrajectoryFile
+
+    total, n = 0.0, 0
+    with TrajectoryFile(path) as f:
+        for _, traj in f.iter(fields=["q", "target"]):
+            gap = np.abs(np.asarray(traj["target"]) - np.asarray(traj["q"])[:-1])
+            total, n = total + float(gap.sum()), n + gap.size
+    return total / n if n else None
+
+
 def diagnose(methods: dict[str, dict], stages: dict[str, dict]) -> dict:
     """What the run says about a missing gain: the gap's cost, the residuals' predicted effect,
     the dynamics error (see the module docstring); parts whose measurements are absent are left out."""
@@ -106,6 +121,9 @@ def diagnose(methods: dict[str, dict], stages: dict[str, dict]) -> dict:
         out["residual"] = residual
     if dynamics:
         out["dynamics"] = dynamics
+    offset = stages.get("sim_rollouts", {}).get("command_offset_rad")
+    if offset is not None:
+        out["base"] = {"command_offset_rad": offset}
     return out
 
 
@@ -122,6 +140,10 @@ def diagnosis_lines(diag: dict) -> list[str]:
     for v, r in diag.get("residual", {}).items():
         lines.append(f"- {v} residual: predicted tracking error {r['track_zero']:.4g} without, {r['track']:.4g} with "
                      f"it (x{r['track_ratio']:.2f}), mean |a_res| {r['res_abs']:.3g}")
+    if "base" in diag:
+        lines.append(f"- base policy: its commanded targets sit {diag['base']['command_offset_rad']:.3f} rad from its "
+                     "joints on average in its sim rollouts (a target pressed past a blocked joint sets a force, which "
+                     "a model of the next joint positions barely sees)")
     for v, d in diag.get("dynamics", {}).items():
         line = f"- {v} dynamics: fine-tuned eval loss {d['finetuned_eval_loss']:.4g}"
         if "gap_over_error" in d:

@@ -48,11 +48,13 @@ def build_stages(cfg: dict) -> list[Stage]:
                       for v in ("jointwise", "wholehand")}
 
     def sim_rollouts(d: Path, i: dict) -> dict:
+        from dexndm.pipeline.report import command_offset
         from dexndm.pipeline.steps import rollout_policy
 
-        return rollout_policy(d / "sim_rollouts.h5", generalist=i["generalist"], domain=cfg["source_domain"],
-                              task=task, episodes=cfg["sim_rollouts"]["episodes"],
-                              num_envs=cfg["sim_rollouts"]["num_envs"], seed=seed, env=cfg.get("env"))
+        out = rollout_policy(d / "sim_rollouts.h5", generalist=i["generalist"], domain=cfg["source_domain"],
+                             task=task, episodes=cfg["sim_rollouts"]["episodes"],
+                             num_envs=cfg["sim_rollouts"]["num_envs"], seed=seed, env=cfg.get("env"))
+        return {**out, "command_offset_rad": command_offset(out["out"])}
 
     stages.append(Stage("sim_rollouts", sim_rollouts, lambda r: {
         "generalist": generalist(r), "generalist_sha256": file_sha256(generalist(r)),
