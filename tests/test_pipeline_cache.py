@@ -2,6 +2,7 @@
 and an interrupted stage (no marker) reruns."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,31 @@ def test_interrupted_stage_leaves_no_marker_and_reruns(tmp_path):
     calls: list = []
     StageRunner(tmp_path, log=lambda m: None).run(_counting_stage(calls, {}))
     assert len(calls) == 1 and (tmp_path / "a" / MARKER).exists()
+
+
+def test_a_stage_reruns_when_a_stage_it_reads_reran_under_the_same_file_names(tmp_path):
+    """b reads a's output path; forcing a rewrites that same file, so b must not reuse its cached result."""
+    runs: list = []
+
+    def a(stage_dir, inputs):
+        (stage_dir / "data.txt").write_text(str(len(runs)))
+        runs.append("a")
+        return {"out": str(stage_dir / "data.txt")}
+
+    def b(stage_dir, inputs):
+        runs.append("b")
+        return {"saw": Path(inputs["data"]).read_text()}
+
+    stages = [Stage("a", a, lambda r: {}), Stage("b", b, lambda r: {"data": r["a"]["out"]}),
+              Stage("c", lambda d, i: runs.append("c") or {}, lambda r: {"k": 1})]      # c reads no stage
+
+    def pipeline(force=()):
+        runner = StageRunner(tmp_path, force=set(force), log=lambda m: None)
+        return [runner.run(s) for s in stages]
+
+    first = pipeline()
+    assert runs == ["a", "b", "c"] and first[1] == {"saw": "0"}
+    assert pipeline() == first and runs == ["a", "b", "c"]                    # all cached
+    again = pipeline(force=["a"])
+    assert runs == ["a", "b", "c", "a", "b"] and again[1] == {"saw": "3"}     # b reran on a's new data, c did not
+    assert pipeline() == again and len(runs) == 5
