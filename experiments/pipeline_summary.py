@@ -1,10 +1,12 @@
 """One markdown table from several `dexndm pipeline` report directories (one row per run).
 
     PYTHONPATH=. python experiments/pipeline_summary.py outputs/pipe_combined outputs/pipe_latency ...
+    PYTHONPATH=. python experiments/pipeline_summary.py experiments/pipeline_cylinders_tip/reports/*.json
 
 Columns: target domain, Chaos Box episodes, radians rotated and TTF (mean +- std over seeds) of the base policy
 in the source domain, direct transfer, DexNDM and the whole-hand variant, what the gap costs in radians, and the
-tracking error the residuals' frozen models predict with the residual over without (``dexndm.pipeline.report``).
+tracking error the residuals' frozen models predict with the residual over without (``dexndm.pipeline.report``),
+the residual's settings (res_weight, max_residual, history; history 1 where a report predates it) and its mean |a_res|.
 """
 
 from __future__ import annotations
@@ -29,15 +31,20 @@ def row(report: dict) -> str:
     cells += [f"{cell(m, k, 'rot_rad')} / {cell(m, k, 'ttf')}" for k in METHODS]
     cells.append("-" if not gap else f"{gap['cost']:+.2f}" + ("" if gap["cost_exceeds_spread"] else " (in spread)"))
     cells.append(" / ".join(f"x{track[v]['track_ratio']:.2f}" if v in track else "-" for v in ("jointwise", "wholehand")))
+    res = report["settings"]["residual"]
+    cells.append(f"{res['res_weight']:g}, {res['max_residual']:g}, {res.get('history', 1)}")
+    cells.append(" / ".join(f"{track[v]['res_abs']:.3f}" if track.get(v, {}).get("res_abs") is not None else "-"
+                            for v in ("jointwise", "wholehand")))
     return "| " + " | ".join(cells) + " |"
 
 
 def main(dirs: list[str]) -> str:
     head = ("| target domain | Chaos Box episodes | source (rad / TTF) | direct | DexNDM | whole-hand | gap cost (rad) "
-            "| predicted tracking with / without residual (joint-wise / whole-hand) |")
+            "| predicted tracking with / without residual (joint-wise / whole-hand) | residual (weight, max, history) "
+            "| mean abs a_res (rad) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for d in dirs:
-        lines.append(row(json.loads((Path(d) / "report.json").read_text())))
+    for d in map(Path, dirs):                       # a report directory or a report JSON file
+        lines.append(row(json.loads((d / "report.json" if d.is_dir() else d).read_text())))
     return "\n".join(lines)
 
 
