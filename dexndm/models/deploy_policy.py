@@ -27,7 +27,7 @@ from dexndm.hand import constants as hc
 from dexndm.models.generalist import GeneralistPolicy, load_generalist
 from dexndm.models.residual import ResidualNet, load_residual
 from dexndm.sim.control import ACTION_SCALE
-from dexndm.sim.observations import deploy_layout
+from dexndm.sim.observations import ObsLayout, deploy_layout
 
 
 class DeployPolicy(nn.Module):
@@ -35,14 +35,14 @@ class DeployPolicy(nn.Module):
     command ``[B, 16]``), radians, hardware joint order."""
 
     def __init__(self, base: GeneralistPolicy, residual: ResidualNet | None = None,
-                 action_scale: float = ACTION_SCALE):
+                 action_scale: float = ACTION_SCALE, layout: ObsLayout | None = None):
         super().__init__()
         self.base = base
         self.residual = residual if residual is not None else _NoResidual()
         self.has_residual = residual is not None
         self.action_scale = float(action_scale)
         self.res_history = residual.history if residual is not None else 1
-        proprio = deploy_layout().slice("proprio_history")
+        proprio = (layout or deploy_layout()).slice("proprio_history")   # the base's observation layout
         self.num_joints = hc.NUM_JOINTS
         self.proprio_start, self.proprio_steps = int(proprio.start), (proprio.stop - proprio.start) // (2 * hc.NUM_JOINTS)
         if self.res_history > self.proprio_steps:
@@ -79,7 +79,8 @@ class DeployPolicy(nn.Module):
             raise ValueError(f"residual {residual!r} needs an extra observation (obs_dim={res.obs_dim}); "
                              "DeployPolicy feeds it (q, a) only: train the residual with model.obs_dim=0")
         scale = float(base_meta.get("action_scale", ACTION_SCALE))
-        return cls(base, res, scale).eval(), {"generalist": base_meta, "residual": res_meta}
+        layout = ObsLayout.from_dict(base_meta["layout"])
+        return cls(base, res, scale, layout).eval(), {"generalist": base_meta, "residual": res_meta}
 
 
 class _NoResidual(nn.Module):
