@@ -7,6 +7,7 @@ one works here and why not, so callers and tests can skip with a clear reason.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -20,8 +21,10 @@ from dexndm.sim.physics import FULLPHYSICS
 CAMERA = {"lookat": (0.15, 0.0, 0.04), "distance": 0.3, "azimuth": 270.0, "elevation": -35.0}
 
 
+@functools.cache
 def gl_available() -> tuple[bool, str]:
-    """(True, "") if an offscreen GL context can be made, else (False, reason)."""
+    """(True, "") if an offscreen GL context can be made, else (False, reason).  Probed once per process:
+    without OSMesa or EGL MuJoCo falls back to GLFW, whose second failed start aborts the interpreter."""
     try:
         model = mujoco.MjModel.from_xml_string("<mujoco><worldbody><geom size='.1'/></worldbody></mujoco>")
         renderer = mujoco.Renderer(model, 8, 8)
