@@ -5,6 +5,7 @@
 #   Chaos Box replay of those rollouts in the SOURCE domain -> sim-pretrained joint-wise, finger-wise
 #   and whole-hand dynamics.
 # Usage: experiments/release_reference.sh ORACLE.pt [WORK_DIR]   (about 30 min on 2 CPU cores)
+# INSTALL=0 keeps the results in WORK_DIR only (a study's candidate), leaving checkpoints/ untouched.
 set -euo pipefail
 ORACLE=${1:?usage: $0 ORACLE.pt [WORK_DIR]}
 WORK=${2:-outputs/release}
@@ -12,6 +13,7 @@ EPISODES=${EPISODES:-128}          # attempted oracle episodes (only full-length
 CHAOS_EPISODES=${CHAOS_EPISODES:-96}
 GEN_EPOCHS=${GEN_EPOCHS:-15}
 DYN_EPOCHS=${DYN_EPOCHS:-15}
+INSTALL=${INSTALL:-1}
 mkdir -p "$WORK"
 
 dexndm rollout "checkpoints=[$ORACLE]" episodes="$EPISODES" num_envs=64 out="$WORK/oracle_rollouts.h5" \
@@ -25,6 +27,10 @@ for variant in jointwise fingerwise wholehand; do
   dexndm train experiment="${variant}_pretrain" sim_data="$WORK/sim_chaos_box.h5" \
     trainer.max_epochs="$DYN_EPOCHS" logger=none hydra.run.dir="$WORK/$variant"
 done
+if [ "$INSTALL" = 0 ]; then
+  echo "INSTALL=0: checkpoints/ left as it is; the candidates are under $WORK/*/checkpoints/best-*.ckpt"
+  exit 0
+fi
 mkdir -p checkpoints/generalist checkpoints/dynamics
 python experiments/strip_checkpoint.py "$(ls "$WORK"/generalist/checkpoints/best-*.ckpt)" checkpoints/generalist/generalist.ckpt --fp16
 for variant in jointwise fingerwise wholehand; do
