@@ -5,6 +5,8 @@
 
 Columns: target domain, Chaos Box episodes, radians rotated and TTF (mean +- std over seeds) of the base policy
 in the source domain, direct transfer, DexNDM and the whole-hand variant, what the gap costs in radians, and the
+paired difference DexNDM minus direct transfer in radians seed by seed (mean +- std, "*" where every seed agrees:
+``dexndm.pipeline.report.paired_gains``, computed from ``per_seed`` so older reports get it too), the
 tracking error the residuals' frozen models predict with the residual over without (``dexndm.pipeline.report``),
 the residual's settings (res_weight, max_residual, history; history 1 where a report predates it) and its mean |a_res|.
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+from dexndm.pipeline.report import paired_gains
 
 METHODS = ("source", "direct", "dexndm", "wholehand")
 
@@ -30,6 +34,8 @@ def row(report: dict) -> str:
     cells = [str(report["domain"]), str(report["settings"]["chaos_box"]["episodes"])]
     cells += [f"{cell(m, k, 'rot_rad')} / {cell(m, k, 'ttf')}" for k in METHODS]
     cells.append("-" if not gap else f"{gap['cost']:+.2f}" + ("" if gap["cost_exceeds_spread"] else " (in spread)"))
+    paired = paired_gains(report.get("per_seed", {})).get("dexndm", {}).get("rot_rad")
+    cells.append("-" if not paired else f"{paired['mean']:+.2f} +- {paired['std']:.2f}" + ("*" if paired["every_seed"] else ""))
     cells.append(" / ".join(f"x{track[v]['track_ratio']:.2f}" if v in track else "-" for v in ("jointwise", "wholehand")))
     res = report["settings"]["residual"]
     cells.append(f"{res['res_weight']:g}, {res['max_residual']:g}, {res.get('history', 1)}")
@@ -40,6 +46,7 @@ def row(report: dict) -> str:
 
 def main(dirs: list[str]) -> str:
     head = ("| target domain | Chaos Box episodes | source (rad / TTF) | direct | DexNDM | whole-hand | gap cost (rad) "
+            "| DexNDM minus direct, paired (rad) "
             "| predicted tracking with / without residual (joint-wise / whole-hand) | residual (weight, max, history) "
             "| mean abs a_res (rad) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]

@@ -4,7 +4,12 @@ mean +- std over seeds).
 
 ``report.json`` = {"domain", "source_domain", "checkpoints": {name: sha256},
 "methods": {method: {metric: {"mean", "std", "n"}}}, "per_seed": {method: [...]},
-"gain": {metric: dexndm - direct, with the pooled std}, "diagnosis", "settings", "timings"}.
+"gain": {metric: dexndm - direct, with the pooled std}, "paired_gain": {method: {metric: per-seed
+differences to direct transfer}}, "diagnosis", "settings", "timings"}.
+
+Every method is evaluated on the same seeds, and a seed draws the same objects, grasps and loads for each
+method, so ``paired_gain`` (method minus direct transfer seed by seed) removes the between-seed spread
+that ``gain`` compares against; ``every_seed`` says the sign held on every seed.
 
 ``diagnosis`` answers the issue's "where no gain appears, why?" with what the run measured:
 ``gap`` (per metric: the base policy in the source domain minus direct transfer, i.e. what the
@@ -71,6 +76,40 @@ def gains(methods: dict[str, dict], base: str = "direct", ours: str = "dexndm") 
             out[m] = {"difference": b["mean"] - a["mean"], "spread": max(a["std"], b["std"]),
                       "exceeds_spread": abs(b["mean"] - a["mean"]) > max(a["std"], b["std"])}
     return out
+
+
+def paired_gains(per_seed: dict[str, list[dict]], base: str = "direct") -> dict[str, dict[str, dict]]:
+    """Each other method minus ``base``, seed by seed (rows aligned by seed, as ``evaluate`` writes them):
+    {method: {metric: {"per_seed", "mean", "std", "every_seed"}}}; ``every_seed``: same sign on every
+    seed and nonzero. Methods with a different number of seeds are left out."""
+    out: dict[str, dict[str, dict]] = {}
+    rows_base = per_seed.get(base, [])
+    for name, rows in per_seed.items():
+        if name == base or name == "source" or len(rows) != len(rows_base) or not rows:
+            continue
+        out[name] = {}
+        for m in METRICS:
+            pairs = [(r.get(m), b.get(m)) for r, b in zip(rows, rows_base)]
+            if any(x is None or y is None or not math.isfinite(float(x)) or not math.isfinite(float(y))
+                   for x, y in pairs):
+                continue
+            diff = np.array([float(x) - float(y) for x, y in pairs])
+            mean = float(diff.mean())
+            out[name][m] = {"per_seed": diff.tolist(), "mean": mean, "std": float(diff.std()),
+                            "every_seed": bool(mean != 0 and np.all(np.sign(diff) == np.sign(mean)))}
+    return out
+
+
+def paired_lines(paired: dict[str, dict[str, dict]]) -> list[str]:
+    """Markdown lines for ``paired_gains``."""
+    lines = []
+    for name, metrics in paired.items():
+        for m, g in metrics.items():
+            seeds = " / ".join(f"{d:+.3f}" for d in g["per_seed"])
+            verdict = "every seed" if g["every_seed"] else "not on every seed"
+            lines.append(f"- {METHOD_NAMES.get(name, name)}, {METRICS[m]}: {g['mean']:+.3f} +- {g['std']:.3f} "
+                         f"({seeds}; {verdict})")
+    return lines
 
 
 def command_offset(path: str | Path) -> float | None:
@@ -174,7 +213,8 @@ def write_report(out_dir: Path, *, domain: str, source_domain: str, per_seed: di
     methods = {name: summarize_seeds(rows) for name, rows in per_seed.items()}
     diag = diagnose(methods, stages or {})
     report = {"domain": domain, "source_domain": source_domain, "checkpoints": checkpoints,
-              "methods": methods, "per_seed": per_seed, "gain": gains(methods), "diagnosis": diag,
+              "methods": methods, "per_seed": per_seed, "gain": gains(methods),
+              "paired_gain": paired_gains(per_seed), "diagnosis": diag,
               "settings": settings, "timings": timings, **(extras or {})}
     write_json(out_dir / "report.json", report)
     md = ["# DexNDM pipeline report", "", markdown_table(methods, domain), "",
@@ -182,6 +222,9 @@ def write_report(out_dir: Path, *, domain: str, source_domain: str, per_seed: di
     for m, g in report["gain"].items():
         md.append(f"- {METRICS[m]}: {g['difference']:+.3f} (spread {g['spread']:.3f}"
                   f"{', exceeds it' if g['exceeds_spread'] else ', within it'})")
+    if report["paired_gain"]:
+        md += ["", "Minus direct transfer, seed by seed (same objects, grasps and loads per seed):", ""]
+        md += paired_lines(report["paired_gain"])
     if diag:
         md += ["", f"Diagnosis (source domain `{source_domain}` as the reference):", ""] + diagnosis_lines(diag)
     md += ["", "Checkpoints (sha256):", ""] + [f"- {k}: `{v}`" for k, v in checkpoints.items()]
