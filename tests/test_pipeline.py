@@ -101,6 +101,12 @@ def test_tiny_pipeline_writes_the_report_and_caches_stages(tmp_path, released, t
     stage = json.loads((tmp_path / "residual_jointwise" / "stage.json").read_text())
     assert load_residual(stage["outputs"]["checkpoint"])[1]["config"]["history"] == 2
     assert "data.window=11" in stage["outputs"]["command"]               # the dynamics' 10 steps + 1 before
+    extra = str(tmp_path / "sim_rollouts" / "sim_rollouts.h5")           # any trajectory file stands in
+    mixed = run(_cfg(tmp_path, released, tiny_env_cfg, [f"finetune.extra_data=[{extra}]"]))
+    assert mixed["timings"]["finetune_jointwise"] > 0 and mixed["timings"]["chaos_box"] == 0.0
+    split = json.loads((tmp_path / "finetune_jointwise" / "split.json").read_text())
+    assert split["files"] == ["real", "extra_0"]                          # Chaos Box data plus the extra file
+    assert {name for name, _ in split["train"] + split["val"]} == {"real", "extra_0"}
 
 
 def test_bad_domain_and_missing_checkpoint_are_refused_up_front(tmp_path, released, tiny_env_cfg):
@@ -111,6 +117,10 @@ def test_bad_domain_and_missing_checkpoint_are_refused_up_front(tmp_path, releas
     missing = _cfg(tmp_path / "b", released, tiny_env_cfg, ["checkpoints.generalist=/nope/g.ckpt"])
     with pytest.raises(FileNotFoundError, match="generalist checkpoint"):
         run(missing)
+    no_extra = _cfg(tmp_path / "c", released, tiny_env_cfg, ["finetune.extra_data=[/nope/task.h5]"])
+    with pytest.raises(FileNotFoundError, match="finetune.extra_data"):
+        run(no_extra)
+    assert not (tmp_path / "c").exists()
 
 
 def test_side_by_side_video(tmp_path, tiny_env_cfg):

@@ -111,13 +111,21 @@ def build_stages(cfg: dict) -> list[Stage]:
 
 
 def _finetune_stage(cfg: dict, variant: str, pretrained) -> Stage:
+    extra = [_need(str(p), "finetune.extra_data file", "give existing HDF5 trajectory files collected in the target "
+                   "domain (e.g. `dexndm collect task_aware --domain ...`), or extra_data=[]")
+             for p in cfg["finetune"].get("extra_data") or []]      # checked when the stages are built
+
     def fn(d: Path, i: dict) -> dict:
         from dexndm.pipeline.training import quote, train_experiment
 
         f = cfg["finetune"]
         net = _dynamics_meta(i["pretrained"])["config"]       # fine-tune the pretrained architecture as it is
+        files = [f"{{path:{quote(i['data'])},name:real}}"]
+        files += [f"{{path:{quote(path)},name:extra_{k}}}" for k, path in enumerate(extra)]
+        (d / "split.json").unlink(missing_ok=True)        # a rerun's data may differ; the seeded split is remade
         return train_experiment(f"{variant}_finetune", d, [
-            f"real_data={quote(i['data'])}", f"pretrained={quote(i['pretrained'])}", f"seed={cfg['seed']}",
+            f"real_data={quote(i['data'])}", *([f"data.files=[{','.join(files)}]"] if extra else []),
+            f"pretrained={quote(i['pretrained'])}", f"seed={cfg['seed']}",
             f"model.hidden={net['hidden']}", f"model.depth={net['depth']}", f"data.window={net['window']}",
             f"model.delta={net['delta']}",
             f"trainer.max_epochs={f['max_epochs']}", f"data.batch_size={f['batch_size']}", f"model.lr={f['lr']}",
@@ -125,7 +133,10 @@ def _finetune_stage(cfg: dict, variant: str, pretrained) -> Stage:
 
     return Stage(f"finetune_{variant}", fn, lambda r: {
         "data": r["chaos_box"]["out"], "pretrained": pretrained(r), "pretrained_sha256": file_sha256(pretrained(r)),
-        **cfg["finetune"]}, f"fine-tune the sim-pretrained {variant} dynamics on the Chaos Box data")
+        **{k: v for k, v in cfg["finetune"].items() if k != "extra_data" or v},   # none: as before it existed
+        **({"extra_sha256": [file_sha256(p) for p in extra]} if extra else {})},
+        f"fine-tune the sim-pretrained {variant} dynamics on the Chaos Box data"
+        + (f" and {len(extra)} more target-domain file(s)" if extra else ""))
 
 
 def _residual_stage(cfg: dict, variant: str) -> Stage:
