@@ -57,11 +57,17 @@ GAP_WITHIN_ERROR = (": the gap is within what the model gets wrong, so its resid
                     "(collect more target data or train the dynamics longer)")
 
 
+def _value(row: dict, metric: str) -> float | None:
+    """A seed's metric as a float, or None where it is missing or not finite."""
+    v = row.get(metric)
+    return float(v) if v is not None and math.isfinite(float(v)) else None
+
+
 def summarize_seeds(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """Mean and (population) std over seeds of each metric."""
     out = {}
     for m in METRICS:
-        vals = [float(s[m]) for s in per_seed if m in s and s[m] is not None and math.isfinite(float(s[m]))]
+        vals = [v for v in (_value(s, m) for s in per_seed) if v is not None]
         if vals:
             out[m] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
     return out
@@ -89,11 +95,10 @@ def paired_gains(per_seed: dict[str, list[dict]], base: str = "direct") -> dict[
             continue
         out[name] = {}
         for m in METRICS:
-            pairs = [(r.get(m), b.get(m)) for r, b in zip(rows, rows_base)]
-            if any(x is None or y is None or not math.isfinite(float(x)) or not math.isfinite(float(y))
-                   for x, y in pairs):
+            pairs = [(_value(r, m), _value(b, m)) for r, b in zip(rows, rows_base)]
+            if any(x is None or y is None for x, y in pairs):
                 continue
-            diff = np.array([float(x) - float(y) for x, y in pairs])
+            diff = np.array([x - y for x, y in pairs])
             mean = float(diff.mean())
             out[name][m] = {"per_seed": diff.tolist(), "mean": mean, "std": float(diff.std()),
                             "every_seed": bool(mean != 0 and np.all(np.sign(diff) == np.sign(mean)))}

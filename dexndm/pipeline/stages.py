@@ -122,9 +122,8 @@ def _finetune_stage(cfg: dict, variant: str, pretrained) -> Stage:
         net = _dynamics_meta(i["pretrained"])["config"]       # fine-tune the pretrained architecture as it is
         files = [f"{{path:{quote(i['data'])},name:real}}"]
         files += [f"{{path:{quote(path)},name:extra_{k}}}" for k, path in enumerate(extra)]
-        (d / "split.json").unlink(missing_ok=True)        # a rerun's data may differ; the seeded split is remade
         return train_experiment(f"{variant}_finetune", d, [
-            f"real_data={quote(i['data'])}", *([f"data.files=[{','.join(files)}]"] if extra else []),
+            f"real_data={quote(i['data'])}", f"data.files=[{','.join(files)}]",
             f"pretrained={quote(i['pretrained'])}", f"seed={cfg['seed']}",
             f"model.hidden={net['hidden']}", f"model.depth={net['depth']}", f"data.window={net['window']}",
             f"model.delta={net['delta']}",

@@ -40,6 +40,9 @@ def train_experiment(experiment: str, out_dir: Path, overrides: list[str]) -> di
     from dexndm.apps.train import run
 
     cfg = compose_train(experiment, out_dir, overrides)
+    split = cfg.get("data", {}).get("split_path")
+    if split and Path(split).resolve().is_relative_to(Path(out_dir).resolve()):
+        Path(split).unlink(missing_ok=True)     # a stage reruns because its inputs changed: split them afresh
     result = run(cfg)
     ckpt = result.get("best_model_path") or result.get("last_model_path")
     if not ckpt or not Path(ckpt).is_file():
