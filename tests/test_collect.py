@@ -237,6 +237,33 @@ def test_task_aware_records_what_the_hand_was_sent(tmp_path, tiny_env_cfg):
         _task(tiny_env_cfg, out, f"generalist:{gen}", 3, wrist="palm_up")
 
 
+def test_task_aware_command_noise_and_failed_episodes(tmp_path, tiny_env_cfg):
+    """command_noise_std perturbs what is sent (recorded as the target) around the chain; keep_failed
+    writes dropped episodes up to the drop, marked unsuccessful."""
+    gen, _ = _save_generalist_and_residual(tmp_path, residual_bias=0.0)
+    out = tmp_path / "noisy.h5"
+    env = {**_task_env(tiny_env_cfg), "drop_distance": 0.004}        # small: episodes end early
+    summary = _task(tiny_env_cfg, out, f"generalist:{gen}", 4, wrist="palm_up", env=env, command_noise_std=0.05,
+                    command_noise_prob=1.0, keep_failed=True)
+    assert summary["episodes"] == 4 and validate(out) == []
+    trajs, meta = _all(out)
+    assert meta["config"]["command_noise_std"] == 0.05 and meta["config"]["keep_failed"] is True
+    assert any(not tr["success"] and 2 <= tr["length"] < TASK_STEPS for tr in trajs), [tr["length"] for tr in trajs]
+    noise = []
+    for tr in trajs:
+        assert tr["params"]["noisy"] and tr["q"].shape == (tr["length"] + 1, 16)
+        chain = tr["initial_target"].astype(np.float64)
+        for t in range(tr["length"]):
+            chain = hc.clamp_to_limits(chain + tr["action"][t] / 24.0)
+            inside = (chain > hc.JOINT_LOWER + 0.2) & (chain < hc.JOINT_UPPER - 0.2)
+            noise.append((tr["target"][t] - chain)[inside])
+    noise = np.concatenate(noise)
+    assert 0.04 < noise.std() < 0.06 and abs(noise.mean()) < 0.01, (noise.std(), noise.mean())
+    with pytest.raises(ValueError, match="command_noise"):
+        _task(tiny_env_cfg, tmp_path / "bad.h5", f"generalist:{gen}", 1, command_noise_std=-1.0)
+    assert not (tmp_path / "bad.h5").exists()
+
+
 def test_task_aware_bad_input(tmp_path, tiny_env_cfg):
     with pytest.raises(ValueError, match="policy="):
         _task(tiny_env_cfg, tmp_path / "a.h5", None, 1)

@@ -94,13 +94,14 @@ def test_tiny_pipeline_writes_the_report_and_caches_stages(tmp_path, released, t
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/stage.json")} == stamp
     forced = run(_cfg(tmp_path, released, tiny_env_cfg, ["force=[evaluate]"]))
     assert forced["timings"]["evaluate"] > 0 and forced["timings"]["chaos_box"] == 0.0
-    deeper = run(_cfg(tmp_path, released, tiny_env_cfg, ["residual.history=2"]))      # residuals read 2 steps
+    deeper = run(_cfg(tmp_path, released, tiny_env_cfg, ["residual.history=2", "residual.horizon=3"]))
     assert deeper["timings"]["residual_jointwise"] > 0 and deeper["timings"]["finetune_jointwise"] == 0.0
     from dexndm.models.residual import load_residual
 
     stage = json.loads((tmp_path / "residual_jointwise" / "stage.json").read_text())
-    assert load_residual(stage["outputs"]["checkpoint"])[1]["config"]["history"] == 2
-    assert "data.window=11" in stage["outputs"]["command"]               # the dynamics' 10 steps + 1 before
+    meta = load_residual(stage["outputs"]["checkpoint"])[1]
+    assert meta["config"]["history"] == 2 and meta["horizon"] == 3        # reads 2 steps, rolls 3
+    assert "data.window=13" in stage["outputs"]["command"]               # the dynamics' 10 steps + 1 before + 2 after
     extra = str(tmp_path / "sim_rollouts" / "sim_rollouts.h5")           # any trajectory file stands in
     mixed = run(_cfg(tmp_path, released, tiny_env_cfg, [f"finetune.extra_data=[{extra}]"]))
     assert mixed["timings"]["finetune_jointwise"] > 0 and mixed["timings"]["chaos_box"] == 0.0

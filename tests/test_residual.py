@@ -235,3 +235,82 @@ def test_history_lets_the_residual_undo_a_gap_that_depends_on_joint_velocity():
     with pytest.raises(ValueError, match="data.window=4"):       # windows cut for the dynamics alone
         ResidualModule(dynamics=DynamicsModule("jointwise", window=W, hidden=8, depth=1).net,
                        history=2).losses(sim_windows(2, 6, 0))
+
+
+class _ExactInverse(ResidualNet):
+    """The residual that makes GapDynamics track sim exactly: a_res = (a - q)(1 / gain - 1)."""
+
+    def forward(self, q, a, obs=None, past=None):
+        return (a - q) * (1.0 / GAIN - 1.0)
+
+
+def test_horizon_one_rollout_is_the_one_step_objective(data):
+    """rollout_track with H = 1 computes the same loss and residuals as the one-step path."""
+    train, _ = data
+    batch = {k: v[:64] for k, v in train.items()}
+    L.seed_everything(0, verbose=False)
+    model = ResidualModule(dynamics=DynamicsModule("jointwise", window=W, hidden=8, depth=1).net, hidden=16, depth=1)
+    torch.nn.init.normal_(model.res.mlp[-1].weight, std=0.5)
+    track, a_res = model.rollout_track(batch)
+    q_hist, a_hist, res = model.residual(batch)
+    torch.testing.assert_close(track, model._track(q_hist, a_hist + res, batch["q_next"]))
+    torch.testing.assert_close(a_res, res)
+
+
+def test_rollout_feeds_predictions_back_and_compounds_the_gap():
+    """Over a horizon the uncorrected target hand falls further behind sim step after step; the exact
+    inverse residual, applied to the model's own predicted states, keeps the rollout on the sim path."""
+    from dexndm.models.residual import training_window
+
+    zero_loss = {}
+    for horizon in (1, 2, 5):
+        d = sim_windows(16, 20, seed=3, window=training_window(W, 1, horizon))
+        model = ResidualModule(dynamics=GapDynamics(), hidden=8, depth=1, horizon=horizon)
+        zero_loss[horizon] = float(model.rollout_track(d, with_residual=False)[0])
+        model.res = _ExactInverse(hidden=8, depth=1, max_residual=1.0)
+        loss, a_res = model.rollout_track(d)
+        assert float(loss) < 1e-10 and a_res.shape == (len(d["q_next"]), W + horizon - 1, 16)
+    print(f"uncorrected rollout loss by horizon: {zero_loss}")
+    assert zero_loss[1] < zero_loss[2] < zero_loss[5], zero_loss
+    with pytest.raises(ValueError, match="data.window=7"):
+        ResidualModule(dynamics=DynamicsModule("jointwise", window=W, hidden=8, depth=1).net,
+                       horizon=5).losses(sim_windows(2, 6, 0))
+
+
+def _closed_loop_error(net: ResidualNet, dyn: nn.Module, d: dict, horizon: int) -> float:
+    """Mean |q_target - q_sim| over ``horizon`` steps when the target rule runs a (+ a_res) from the
+    window's first W sim states, the residual reading the target's own states."""
+    q = list(d["q_hist"][:, :W].unbind(1))
+    a = d["a_hist"]
+    q_sim = torch.cat((d["q_hist"], d["q_next"].unsqueeze(1)), 1)
+    errs = []
+    with torch.no_grad():
+        cmds = [a[:, j] + net(q[j], a[:, j]) for j in range(W)]
+        for c in range(W - 1, W - 1 + horizon):
+            if c >= W:
+                cmds.append(a[:, c] + net(q[c], a[:, c]))
+            q.append(dyn(torch.stack(q[c - W + 1:c + 1], 1), torch.stack(cmds[c - W + 1:c + 1], 1)))
+            errs.append((q[-1] - q_sim[:, c + 1]).abs().mean())
+    return float(torch.stack(errs).mean())
+
+
+def test_multi_step_objective_trains_a_residual_that_tracks_in_closed_loop():
+    """Trained over a 4-step horizon through the actuator gap, the residual keeps the target hand on the sim
+    path in closed loop (reading the target's own states for 4 steps), as the one-step residual does."""
+    from dexndm.models.residual import training_window
+
+    held = sim_windows(32, 24, 1, training_window(W, 1, 4))
+    zero = _closed_loop_error(ResidualNet(hidden=8, depth=1), GapDynamics(), held, 4)
+    errors = {}
+    for horizon in (1, 4):
+        train = sim_windows(128, 24, 0, training_window(W, 1, horizon))
+        L.seed_everything(0, verbose=False)
+        model = ResidualModule(dynamics=GapDynamics(), res_weight=0.0, max_residual=0.3, lr=3e-3, hidden=64,
+                               depth=2, horizon=horizon)
+        model.res.set_stats(dynamics_stats(train["q_hist"], train["a_hist"]))
+        _fit(model, train, epochs=12)
+        errors[horizon] = _closed_loop_error(model.eval().res, GapDynamics(), held, 4)
+        assert torch.equal(model.dynamics.gain, torch.full((16,), GAIN))     # still frozen through the rollout
+    print(f"closed-loop 4-step tracking error: a {zero:.5f}, a + a_res by training horizon {errors}")
+    assert errors[4] < 0.5 * zero, (zero, errors)
+    assert errors[4] < 1.5 * errors[1], (zero, errors)

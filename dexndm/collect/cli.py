@@ -69,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--object-pose", action="store_true", help="also record the object pose [T+1, 7]")
     t.add_argument("--grasp-dir", default=None, help="grasp cache directory (task_aware, --hand sim|emulated)")
     t.add_argument("--max-attempts", type=int, default=None, help="give up after this many episodes tried")
+    t.add_argument("--command-noise-std", type=float, default=0.0,
+                   help="Gaussian noise (rad) on each command sent while the policy works (default 0: none)")
+    t.add_argument("--command-noise-prob", type=float, default=0.5, help="share of episodes that get command noise")
+    t.add_argument("--keep-failed", action="store_true",
+                   help="also write dropped episodes, up to the drop (for dynamics data; default: successes only)")
     t.add_argument("--grasp", default=None, help="start-grasp preset of dexndm/conf/grasp/ the policy was trained "
                    "from (e.g. palm_rest for the released generalist)")
     t.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
@@ -168,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dexndm collect: {exc}", file=sys.stderr)
             return 2
         task = dict(policy=args.policy, object_set=args.object_set, axes=args.axes, object_pose=args.object_pose,
-                    env=env, max_attempts=args.max_attempts)
+                    env=env, max_attempts=args.max_attempts, command_noise_std=args.command_noise_std,
+                    command_noise_prob=args.command_noise_prob, keep_failed=args.keep_failed)
     else:
         task = {}
     try:

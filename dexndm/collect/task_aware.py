@@ -15,6 +15,13 @@ action), initial_target (reset pose), axis, gravity_dir, object_id, category, pa
 (strategy, policy, object mass and scale), and with ``object_pose=True`` the object's
 position and quaternion [T+1, 7] (hand frame = world frame).
 
+Two options, beyond the paper, make the data say more about how the target hand answers its
+commands in task states (what the residual needs from the dynamics model):
+``command_noise_std`` adds Gaussian noise (rad, per step and joint) to the command sent in a
+``command_noise_prob`` share of the episodes (the Chaos Box's noise, applied while the policy
+works; the recorded target is the noisy command the hand followed), and ``keep_failed`` writes
+dropped episodes too, up to the drop (``success`` False; blow-ups are never written).
+
 Envs step as one batch and auto-reset when their episode ends.  ``episodes`` is the
 number of successful episodes the file should hold in total; a run into an existing file
 continues it (same domain and policy required by the writer), seeded with (seed,
@@ -91,6 +98,7 @@ def collect_task_aware(*, out: str | Path, episodes: int, num_envs: int, policy:
                        object_set: str = "cylinders", wrist: Any = "palm_down", axes: Any = "z",
                        episode_steps: int = 400, seed: int = 0, object_pose: bool = False,
                        env: Mapping[str, Any] | None = None, max_attempts: int | None = None,
+                       command_noise_std: float = 0.0, command_noise_prob: float = 0.5, keep_failed: bool = False,
                        progress: Any = "auto") -> dict:
     """Roll ``policy`` out in ``domain`` until ``out`` holds ``episodes`` successful episodes (or
     ``max_attempts`` were tried, default 20 per missing episode); return a summary dict
@@ -98,7 +106,9 @@ def collect_task_aware(*, out: str | Path, episodes: int, num_envs: int, policy:
     complete = the file holds ``episodes``).
 
     ``policy``: a spec (``generalist:G.ckpt[+residual:R.ckpt]``, ``oracle:P.pt``, ``zero``);
-    ``env``: further ``EnvConfig`` fields (grasp_dir, nthread, randomization, ...).
+    ``env``: further ``EnvConfig`` fields (grasp_dir, nthread, randomization, ...);
+    ``command_noise_std`` / ``command_noise_prob`` / ``keep_failed``: see the module docstring
+    (with ``keep_failed``, ``episodes`` counts every episode written).
     """
     from dexndm.eval.policies import load_policy, parse_policy
     from dexndm.sim import make_env
@@ -107,6 +117,9 @@ def collect_task_aware(*, out: str | Path, episodes: int, num_envs: int, policy:
 
     if episodes < 0 or num_envs < 1 or episode_steps < 1:
         raise ValueError("need episodes >= 0, num_envs >= 1, episode_steps >= 1")
+    if command_noise_std < 0 or not 0.0 <= command_noise_prob <= 1.0:
+        raise ValueError(f"need command_noise_std >= 0 and command_noise_prob in [0, 1], got {command_noise_std}, "
+                         f"{command_noise_prob}")
     if policy is None:
         raise ValueError("strategy 'task_aware' rolls out a policy: give policy= (e.g. "
                          "'generalist:g.ckpt+residual:r.ckpt' or 'oracle:last.pt')")
@@ -125,7 +138,9 @@ def collect_task_aware(*, out: str | Path, episodes: int, num_envs: int, policy:
               "residual_sha256": pol.meta.get("residual_sha256")}
     config = {"strategy": "task_aware", "policy": str(spec), "num_envs": num_envs, "object_set": object_set,
               "wrist": _plain(wrist), "axes": _plain(axes), "episode_steps": episode_steps, "seed": seed,
-              "object_pose": bool(object_pose), "env": {k: _plain(v) for k, v in extra.items()}}
+              "object_pose": bool(object_pose), "env": {k: _plain(v) for k, v in extra.items()},
+              "command_noise_std": float(command_noise_std), "command_noise_prob": float(command_noise_prob),
+              "keep_failed": bool(keep_failed)}
     summary = {"out": str(out), "strategy": "task_aware", "policy": str(spec), "written": 0, "attempted": 0,
                "succeeded": 0, "dropped": 0, "blowups": 0}
     with TrajectoryWriter(out, domain=dom.to_dict(), source=source, config=config,
@@ -139,7 +154,10 @@ def collect_task_aware(*, out: str | Path, episodes: int, num_envs: int, policy:
             bar = CollectProgress("task_aware", episodes, existing, progress)
             try:
                 pol.check_env(e)
-                _run(e, pol, writer, int(episodes), limit, bool(object_pose), spec.default_name(), summary, bar)
+                noise = _CommandNoise(float(command_noise_std), float(command_noise_prob), int(num_envs),
+                                      np.random.default_rng([int(seed), existing]))
+                _run(e, pol, writer, int(episodes), limit, bool(object_pose), spec.default_name(), summary, bar,
+                     noise, bool(keep_failed))
             finally:
                 bar.close()
                 e.close()
@@ -153,15 +171,37 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else np.asarray(value).tolist()
 
 
+class _CommandNoise:
+    """Per-episode choice of which envs get command noise, and the per-step noise itself."""
+
+    def __init__(self, std: float, prob: float, n: int, rng: np.random.Generator):
+        self.std, self.prob, self.rng = std, prob, rng
+        self.on = np.zeros(n, dtype=bool)
+
+    def begin(self, ids: np.ndarray) -> None:
+        self.on[ids] = self.rng.random(len(ids)) < self.prob if self.std > 0 else False
+
+    def apply(self, td) -> None:
+        """Add the noise to the step input's ``target_offset`` (created where the policy has no residual)."""
+        if not self.on.any():
+            return
+        noise = self.rng.normal(0.0, self.std, (len(self.on), J)) * self.on[:, None]
+        offset = td.get("target_offset", None)
+        noise = torch.as_tensor(noise, dtype=torch.float32)
+        td["target_offset"] = noise if offset is None else offset + noise
+
+
 def _run(env, policy, writer: TrajectoryWriter, episodes: int, limit: int, object_pose: bool, policy_name: str,
-         summary: dict, bar: CollectProgress) -> None:
+         summary: dict, bar: CollectProgress, noise: _CommandNoise, keep_failed: bool) -> None:
     n, steps = int(env.batch_size[0]), int(env.cfg.episode_steps)
     buf = _Buffers(n, steps)
     td = env.reset()
     buf.begin(env, np.arange(n))
+    noise.begin(np.arange(n))
     while len(writer) < episodes and summary["attempted"] < limit:
         with torch.no_grad():
             td = policy.step_input(td, env)
+        noise.apply(td)
         td = env.step(td)["next"]
         buf.record(env, td["relative_action"].numpy())     # what the chain applied (pose-action oracles too)
         ended = td["episode_ended"].reshape(n).numpy()
@@ -173,21 +213,25 @@ def _run(env, policy, writer: TrajectoryWriter, episodes: int, limit: int, objec
             summary["attempted"] += 1
             summary["dropped"] += int(dropped[i] and not blowup[i])
             summary["blowups"] += int(blowup[i])
-            if dropped[i] or blowup[i] or buf.t[i] != steps:
+            success = not (dropped[i] or blowup[i] or buf.t[i] != steps)
+            summary["succeeded"] += int(success)
+            length = int(min(buf.t[i], steps))
+            if not (success or (keep_failed and not blowup[i] and length >= 2)):
                 continue
-            summary["succeeded"] += 1
-            if len(writer) >= episodes:                  # the file is full: a success of the last batch
+            if len(writer) >= episodes:                  # the file is full: an episode of the last batch
                 continue
             info = buf.info[i]
-            traj = {"q": buf.q[i], "target": buf.target[i], "action": buf.action[i],
+            traj = {"q": buf.q[i, :length + 1], "target": buf.target[i, :length], "action": buf.action[i, :length],
                     "initial_target": buf.initial[i], "axis": info["axis"], "gravity_dir": info["gravity_dir"],
-                    "success": True, "object_id": info["object_id"], "category": env.cfg.object_set,
+                    "success": bool(success), "object_id": info["object_id"], "category": env.cfg.object_set,
                     "params": {"strategy": "task_aware", "policy": policy_name, "object_mass": info["mass"],
-                               "scale": info["scale"]}}
+                               "scale": info["scale"], "noisy": bool(noise.on[i]),
+                               "noise_std": noise.std if noise.on[i] else 0.0}}
             if object_pose:
-                traj["object_pose"] = buf.pose[i]
+                traj["object_pose"] = buf.pose[i, :length + 1]
             writer.append(traj)
             summary["written"] += 1
         bar.update(len(writer), attempted=summary["attempted"], kept=summary["written"])
         td = env.reset(TensorDict({"_reset": torch.as_tensor(ended).reshape(n, 1)}, batch_size=[n]))
         buf.begin(env, np.flatnonzero(ended))
+        noise.begin(np.flatnonzero(ended))

@@ -119,9 +119,12 @@ class DynamicsModel(nn.Module):
 
     def forward(self, q_hist: torch.Tensor, a_hist: torch.Tensor) -> torch.Tensor:
         """Next joint positions q_{t+1} ``[B, 16]`` from ``q_hist, a_hist [B, W, 16]``."""
-        out = self.predict_normalized(q_hist, a_hist)
+        return self.denormalize(q_hist[:, -1], self.predict_normalized(q_hist, a_hist))
+
+    def denormalize(self, q_last: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """q_{t+1} ``[B, 16]`` in radians from a standardised prediction and q_t = ``q_last``."""
         if self.delta:
-            return q_hist[:, -1] + out * self.dq_std + self.dq_mean
+            return q_last + out * self.dq_std + self.dq_mean
         return out * self.q_std + self.q_mean
 
     def _core(self, qn: torch.Tensor, an: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,15 @@ generalist's proprioceptive history o_j, and a correction that depends on how a 
 moving (damping, lag) cannot be made from (q_j, a_j) alone.  Training windows therefore hold
 W + history - 1 steps (``training_window``); optionally an extra observation ``o_j`` of
 ``obs_dim`` (batch key ``obs`` [B, W, obs_dim]).  All W steps run in one batched call; the
-output is ``max_residual * tanh(.)`` radians.  At deployment the command is a + a_res
+output is ``max_residual * tanh(.)`` radians.
+
+``horizon`` H > 1 replaces the one-step objective by a multi-step one (our extension, not the
+paper's): from a window of sim states the frozen f_psi rolls the target hand forward H steps
+under a + a_res, feeding its own predictions back into both its history and pi_res's input, and
+the loss is the mean over the H steps of the distance to the sim trajectory.  A gap that moves
+each step by less than f_psi's one-step error (lag, backlash, a weak hand under load) still
+accumulates into a tracking error over several steps, and pi_res then sees the drifted states
+the target hand reaches at deployment instead of the sim's.  Windows grow by H - 1 steps.  At deployment the command is a + a_res
 (``ResidualNet.correct``).  Gradients flow through f_psi but its parameters are frozen
 (``requires_grad=False``, always eval mode) and not in the optimiser.
 """
@@ -101,9 +109,10 @@ class ResidualNet(nn.Module):
         return a + self(q, a, obs, past)
 
 
-def training_window(dynamics_window: int, history: int) -> int:
-    """Steps a training window needs so that each of the dynamics model's W steps has its residual history."""
-    return int(dynamics_window) + int(history) - 1
+def training_window(dynamics_window: int, history: int, horizon: int = 1) -> int:
+    """Steps a training window needs: the dynamics model's W steps, each with its residual history,
+    then ``horizon - 1`` more steps to roll through (the last step's successor is ``q_next``)."""
+    return int(dynamics_window) + int(history) - 1 + int(horizon) - 1
 
 
 def split_history(q_seq: torch.Tensor, a_seq: torch.Tensor, history: int
@@ -126,8 +135,10 @@ class ResidualModule(L.LightningModule):
 
     def __init__(self, dynamics_ckpt: str | None = None, res_weight: float = 1e-2, max_residual: float = 0.2,
                  lr: float = 1e-3, hidden: int = 256, depth: int = 2, obs_dim: int = 0, history: int = 1,
-                 dynamics: nn.Module | None = None):
+                 horizon: int = 1, dynamics: nn.Module | None = None):
         super().__init__()
+        if int(horizon) < 1:
+            raise ValueError(f"horizon (steps rolled through the dynamics model) must be >= 1, got {horizon}")
         dynamics_ckpt = None if dynamics_ckpt is None else str(dynamics_ckpt)
         self.save_hyperparameters(ignore=["dynamics"])
         if (dynamics is None) == (dynamics_ckpt is None):
@@ -150,37 +161,88 @@ class ResidualModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.res.parameters(), lr=self.hparams.lr)
 
+    def _check_window(self, batch: Mapping[str, torch.Tensor]) -> None:
+        window = getattr(self.dynamics, "window", None)
+        steps = batch["q_hist"].shape[1]
+        if window is not None and steps != training_window(window, self.res.history, self.hparams.horizon):
+            raise ValueError(f"the dynamics model reads {window} steps, the residual {self.res.history} and the "
+                             f"horizon is {self.hparams.horizon}: set data.window="
+                             f"{training_window(window, self.res.history, self.hparams.horizon)} (got {steps})")
+
     def residual(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(q_hist, a_hist ``[B, W, 16]`` as the dynamics model reads them, a_res for each of their steps
         ``[B, W, 16]``) from a window of W + history - 1 steps (one batched call)."""
+        self._check_window(batch)
         q_hist, a_hist, past = split_history(batch["q_hist"], batch["a_hist"], self.res.history)
-        window = getattr(self.dynamics, "window", None)
-        if window is not None and q_hist.shape[1] != window:
-            raise ValueError(f"the dynamics model reads {window} steps and the residual {self.res.history}: "
-                             f"set data.window={training_window(window, self.res.history)} (got "
-                             f"{batch['q_hist'].shape[1]})")
         obs = batch["obs"][:, -q_hist.shape[1]:] if self.hparams.obs_dim else None
         return q_hist, a_hist, self.res(q_hist, a_hist, obs, past)
 
-    def _track(self, q_hist: torch.Tensor, a_cmd: torch.Tensor, q_next: torch.Tensor) -> torch.Tensor:
-        """How far the model's next state under ``a_cmd`` is from the sim's ``q_next`` (MSE)."""
+    def rollout_track(self, batch: Mapping[str, torch.Tensor], with_residual: bool = True
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Multi-step objective: (mean tracking loss over the horizon, a_res of every step ``[B, W + H - 1, 16]``).
+
+        Window steps 0..N-1 (N = P + W + H - 1, P = history - 1); step c0 = P + W - 1 is the first
+        predicted from.  Steps up to c0 keep the sim's q; from c0 + 1 on, q is f_psi's prediction under
+        the corrected commands, and pi_res at step c reads the (q, a) of steps c - P..c.  The target at
+        step c is the sim's q_{c+1} (``q_hist`` shifted by one, then ``q_next``)."""
+        self._check_window(batch)
+        P, H = self.res.history - 1, int(self.hparams.horizon)
+        q_sim = torch.cat((batch["q_hist"], batch["q_next"].unsqueeze(1)), dim=1)       # [B, N + 1, 16]
+        a = batch["a_hist"]
+        N = a.shape[1]
+        c0 = N - H
+        W = c0 - P + 1
+        if W < 1:
+            raise ValueError(f"windows of {N} steps are too short for a residual history of {P + 1} and a "
+                             f"horizon of {H}")
+        obs = batch["obs"] if self.hparams.obs_dim else None
+
+        def res_of(q_w: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+            """a_res of steps lo..hi-1 from the states ``q_w`` of steps lo-P..hi-1 and the base actions."""
+            q, a_w, past = split_history(q_w, a[:, lo - P:hi], P + 1)
+            out = self.res(q, a_w, None if obs is None else obs[:, lo:hi], past)
+            return out if with_residual else torch.zeros_like(out)
+
+        qs = list(q_sim[:, :c0 + 1].unbind(1))              # the target hand's states: sim's, then predicted
+        a_res = list(res_of(q_sim[:, :c0 + 1], P, c0 + 1).unbind(1))      # a_res[i] belongs to step P + i
+        losses = []
+        for c in range(c0, N):
+            if c > c0:
+                a_res.append(res_of(torch.stack(qs[c - P:c + 1], 1), c, c + 1)[:, 0])
+            q_hist = torch.stack(qs[c - W + 1:c + 1], 1)
+            cmd = a[:, c - W + 1:c + 1] + torch.stack(a_res[c - W + 1 - P:c + 1 - P], 1)
+            loss, q_pred = self._track(q_hist, cmd, q_sim[:, c + 1], with_prediction=True)
+            losses.append(loss)
+            qs.append(q_pred)
+        return torch.stack(losses).mean(), torch.stack(a_res, 1)
+
+    def _track(self, q_hist: torch.Tensor, a_cmd: torch.Tensor, q_next: torch.Tensor, with_prediction: bool = False
+               ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """How far the model's next state under ``a_cmd`` is from the sim's ``q_next`` (MSE); with
+        ``with_prediction`` also that next state ``[B, 16]`` (rad)."""
         if isinstance(self.dynamics, DynamicsModel):
-            return F.mse_loss(self.dynamics.predict_normalized(q_hist, a_cmd),
-                              self.dynamics.normalized_target(q_hist[:, -1], q_next))
-        return F.mse_loss(self.dynamics(q_hist, a_cmd), q_next)
+            out = self.dynamics.predict_normalized(q_hist, a_cmd)
+            loss = F.mse_loss(out, self.dynamics.normalized_target(q_hist[:, -1], q_next))
+            return (loss, self.dynamics.denormalize(q_hist[:, -1], out)) if with_prediction else loss
+        pred = self.dynamics(q_hist, a_cmd)
+        loss = F.mse_loss(pred, q_next)
+        return (loss, pred) if with_prediction else loss
 
     def losses(self, batch: Mapping[str, torch.Tensor], reference: bool = False) -> dict[str, torch.Tensor]:
         """``track`` and the residual's size; with ``reference`` also ``track_zero``, the tracking
         error the model predicts without a residual (what the residual is there to cut), and
         ``res_abs``, the mean |a_res| (rad: a is the joint target)."""
-        q_hist, a_hist, a_res = self.residual(batch)
-        q_next = batch["q_next"]
-        track = self._track(q_hist, a_hist + a_res, q_next)
+        if self.hparams.horizon > 1:
+            track, a_res = self.rollout_track(batch)
+        else:
+            q_hist, a_hist, a_res = self.residual(batch)
+            track = self._track(q_hist, a_hist + a_res, batch["q_next"])
         size = a_res.pow(2).mean()
         out = {"loss": track + self.hparams.res_weight * size, "track": track, "res_sq": size}
         if reference:
             with torch.no_grad():
-                out["track_zero"] = self._track(q_hist, a_hist, q_next)
+                out["track_zero"] = (self.rollout_track(batch, with_residual=False)[0] if self.hparams.horizon > 1
+                                     else self._track(q_hist, a_hist, batch["q_next"]))
                 out["res_abs"] = a_res.abs().mean()
         return out
 
@@ -199,6 +261,7 @@ class ResidualModule(L.LightningModule):
         checkpoint["dexndm_meta"] = {
             "format": CKPT_FORMAT, "joint_order": list(JOINT_NAMES), "control_rate_hz": CONTROL_RATE_HZ,
             "config": self.res.config(), "res_weight": float(self.hparams.res_weight),
+            "horizon": int(self.hparams.horizon),
             "dynamics_ckpt": self.hparams.dynamics_ckpt,
             "dynamics_config": dict(self.dyn_meta.get("config", {})),
         }

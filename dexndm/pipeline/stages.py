@@ -145,16 +145,18 @@ def _residual_stage(cfg: dict, variant: str) -> Stage:
         from dexndm.models.residual import training_window
 
         r = cfg["residual"]
-        window = training_window(_dynamics_meta(i["dynamics"])["window"], r["history"])
+        horizon = int(r.get("horizon", 1))
+        window = training_window(_dynamics_meta(i["dynamics"])["window"], r["history"], horizon)
         return train_experiment("residual", d, [
             f"sim_data={quote(i['data'])}", f"dynamics_ckpt={quote(i['dynamics'])}", f"seed={cfg['seed']}", f"data.window={window}",
-            f"model.history={r['history']}",
+            f"model.history={r['history']}", f"model.horizon={horizon}",
             f"trainer.max_epochs={r['max_epochs']}", f"data.batch_size={r['batch_size']}",
             f"model.res_weight={r['res_weight']}", f"model.max_residual={r['max_residual']}",
             "~callbacks.progress", "+trainer.enable_progress_bar=false"])
 
     return Stage(f"residual_{variant}", fn, lambda r: {
-        "data": r["sim_rollouts"]["out"], "dynamics": r[f"finetune_{variant}"]["checkpoint"], **cfg["residual"]},
+        "data": r["sim_rollouts"]["out"], "dynamics": r[f"finetune_{variant}"]["checkpoint"],
+        **{k: v for k, v in cfg["residual"].items() if k != "horizon" or v != 1}},     # 1: as before it existed
         f"train the residual through the fine-tuned {variant} dynamics")
 
 
