@@ -101,7 +101,13 @@ def test_tiny_pipeline_writes_the_report_and_caches_stages(tmp_path, released, t
     stage = json.loads((tmp_path / "residual_jointwise" / "stage.json").read_text())
     meta = load_residual(stage["outputs"]["checkpoint"])[1]
     assert meta["config"]["history"] == 2 and meta["horizon"] == 3        # reads 2 steps, rolls 3
+    assert stage["outputs"]["horizon"] == 3                              # what the report's diagnosis reads
     assert "data.window=13" in stage["outputs"]["command"]               # the dynamics' 10 steps + 1 before + 2 after
+    source_model = released["jointwise"]                                 # stands in for a source-fine-tuned model
+    tracked = run(_cfg(tmp_path, released, tiny_env_cfg, [f"residual.reference={{jointwise:{source_model}}}"]))
+    assert tracked["timings"]["residual_jointwise"] > 0 and tracked["timings"]["finetune_jointwise"] == 0.0
+    stage = json.loads((tmp_path / "residual_jointwise" / "stage.json").read_text())
+    assert load_residual(stage["outputs"]["checkpoint"])[1]["reference_ckpt"] == source_model
     extra = str(tmp_path / "sim_rollouts" / "sim_rollouts.h5")           # any trajectory file stands in
     mixed = run(_cfg(tmp_path, released, tiny_env_cfg, [f"finetune.extra_data=[{extra}]"]))
     assert mixed["timings"]["finetune_jointwise"] > 0 and mixed["timings"]["chaos_box"] == 0.0
@@ -122,6 +128,13 @@ def test_bad_domain_and_missing_checkpoint_are_refused_up_front(tmp_path, releas
     with pytest.raises(FileNotFoundError, match="finetune.extra_data"):
         run(no_extra)
     assert not (tmp_path / "c").exists()
+    no_ref = _cfg(tmp_path / "d", released, tiny_env_cfg, ["residual.reference={jointwise:/nope/src.ckpt}"])
+    with pytest.raises(FileNotFoundError, match="residual.reference.jointwise"):
+        run(no_ref)
+    odd_ref = _cfg(tmp_path / "e", released, tiny_env_cfg, [f"residual.reference={{fingers:{released['jointwise']}}}"])
+    with pytest.raises(ValueError, match="jointwise/wholehand"):
+        run(odd_ref)
+    assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
 
 
 def test_side_by_side_video(tmp_path, tiny_env_cfg):
@@ -160,7 +173,8 @@ def test_diagnosis_reports_what_the_gap_costs_and_what_each_residual_won_back():
     small = diagnose({**methods, "direct": m(1.15, 0.85, std=0.1)}, {})["gap"]["rot_rad"]   # cost 0.05 < spread
     assert not small["cost_exceeds_spread"] and small["dexndm_recovered"] is None
     assert small["dexndm_won"] == pytest.approx(-0.15)
-    assert diag["residual"] == {"jointwise": {"track_zero": 2.0, "track": 0.5, "track_ratio": 0.25, "res_abs": 0.1}}
+    assert diag["residual"] == {"jointwise": {"track_zero": 2.0, "track": 0.5, "track_ratio": 0.25, "res_abs": 0.1,
+                                              "horizon": 1}}
     assert diag["dynamics"]["jointwise"]["finetuned_eval_loss"] == 0.3
     assert diag["dynamics"]["jointwise"]["gap_over_error"] == pytest.approx(2.0 / 0.3)
     assert any("+50%" in line for line in diagnosis_lines(diag))
@@ -172,6 +186,10 @@ def test_diagnosis_reports_what_the_gap_costs_and_what_each_residual_won_back():
     assert pressed["base"] == {"command_offset_rad": 0.25} and "base" not in diag
     assert any("0.250 rad from its joints" in line for line in diagnosis_lines(pressed))
     assert "gap" not in diagnose({k: v for k, v in methods.items() if k != "source"}, {})
+    rolled = {**stages, "residual_jointwise": {**stages["residual_jointwise"], "horizon": 8}}
+    multi = diagnose(methods, rolled)           # an 8-step rollout's error says nothing against a one-step loss
+    assert "gap_over_error" not in multi["dynamics"]["jointwise"] and multi["residual"]["jointwise"]["horizon"] == 8
+    assert any("over 8 steps" in line for line in diagnosis_lines(multi))
 
 
 def test_paired_gain_compares_methods_seed_by_seed():

@@ -314,3 +314,46 @@ def test_multi_step_objective_trains_a_residual_that_tracks_in_closed_loop():
     print(f"closed-loop 4-step tracking error: a {zero:.5f}, a + a_res by training horizon {errors}")
     assert errors[4] < 0.5 * zero, (zero, errors)
     assert errors[4] < 1.5 * errors[1], (zero, errors)
+
+
+def test_reference_model_replaces_the_sim_target_and_cancels_shared_model_error():
+    """With a source-domain reference model, the residual tracks f_src(q, a), not the sim's q_next: a model
+    error shared by the target and the reference model (here a constant bias in both) drops out, and the
+    residual undoes only the gap between them (gain 0.7 against 1.0)."""
+    from dexndm.models.dynamics import DynamicsModel
+    from dexndm.models.residual import training_window
+
+    class Biased(DynamicsModel):
+        """An analytic 'fitted' model: q + gain (a - q) + bias, as a DynamicsModel (window W, absolute output)."""
+
+        def __init__(self, gain: float, bias: float):
+            super().__init__(window=W)
+            self.gain, self.bias = gain, bias
+
+        def _core(self, qn, an):
+            q, a = qn[:, -1] * self.q_std + self.q_mean, an[:, -1] * self.a_std + self.a_mean
+            return (q + self.gain * (a - q) + self.bias - self.q_mean) / self.q_std
+
+    train = sim_windows(128, 20, 0, W)
+    fits = {}
+    for ref in (None, Biased(1.0, 0.02)):
+        L.seed_everything(0, verbose=False)
+        model = ResidualModule(dynamics=Biased(GAIN, 0.02), reference=ref, res_weight=0.0, max_residual=0.3,
+                               lr=3e-3, hidden=64, depth=2)
+        model.res.set_stats(dynamics_stats(train["q_hist"], train["a_hist"]))
+        _fit(model, train, epochs=12)
+        with torch.no_grad():
+            q, a = train["q_hist"][:, -1], train["a_hist"][:, -1]
+            exact = (a - q) * (1.0 / GAIN - 1.0)                           # what undoes the gap alone
+            fits["with" if ref is not None else "without"] = float((model.res(q, a) - exact).abs().mean())
+    print(f"|a_res - gap-only correction| without / with the reference: {fits}")
+    assert fits["with"] < 0.1 * fits["without"], fits
+    # over a horizon the reference is rolled out too: the gap-only correction then tracks it exactly
+    d = sim_windows(16, 20, 3, training_window(W, 1, 4))
+    rolled = ResidualModule(dynamics=Biased(GAIN, 0.02), reference=Biased(1.0, 0.02), hidden=8, depth=1, horizon=4)
+    rolled.res = _ExactInverse(hidden=8, depth=1, max_residual=1.0)
+    assert float(rolled.rollout_track(d)[0]) < 1e-9
+    assert float(rolled.rollout_track(d, with_residual=False)[0]) > 1e-3
+    assert not any(p.requires_grad for p in model.reference.parameters())
+    with pytest.raises(ValueError, match="at most one"):
+        ResidualModule(dynamics=GapDynamics(), reference=GapDynamics(), reference_ckpt="x.ckpt")

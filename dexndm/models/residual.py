@@ -25,7 +25,14 @@ under a + a_res, feeding its own predictions back into both its history and pi_r
 the loss is the mean over the H steps of the distance to the sim trajectory.  A gap that moves
 each step by less than f_psi's one-step error (lag, backlash, a weak hand under load) still
 accumulates into a tracking error over several steps, and pi_res then sees the drifted states
-the target hand reaches at deployment instead of the sim's.  Windows grow by H - 1 steps.  At deployment the command is a + a_res
+the target hand reaches at deployment instead of the sim's.  Windows grow by H - 1 steps.
+
+``reference_ckpt`` (our extension) replaces the sim's q_{t+1} as the target by a SOURCE-domain model
+f_src's prediction under the base command, f_src({q_j, a_j}) (rolled out over the horizon when H > 1):
+f_src is the same pre-trained model fine-tuned the same way on source-domain data.  Whatever error the
+two models share (on the sim rollouts a fine-tuned model is biased by a few mrad per step, which a
+bounded residual would otherwise spend itself cancelling with constant offsets) then drops out, and
+only what the models say differs between the domains drives pi_res.  At deployment the command is a + a_res
 (``ResidualNet.correct``).  Gradients flow through f_psi but its parameters are frozen
 (``requires_grad=False``, always eval mode) and not in the optimiser.
 """
@@ -43,7 +50,7 @@ from torch import nn
 
 from dexndm.hand.constants import JOINT_NAMES, NUM_JOINTS
 from dexndm.models.checkpoints import read_checkpoint
-from dexndm.models.dynamics import DynamicsModel
+from dexndm.models.dynamics import DynamicsModel, rollout
 from dexndm.models.lit_dynamics import load_dynamics
 from dexndm.sim.control import CONTROL_RATE_HZ
 
@@ -135,12 +142,14 @@ class ResidualModule(L.LightningModule):
 
     def __init__(self, dynamics_ckpt: str | None = None, res_weight: float = 1e-2, max_residual: float = 0.2,
                  lr: float = 1e-3, hidden: int = 256, depth: int = 2, obs_dim: int = 0, history: int = 1,
-                 horizon: int = 1, dynamics: nn.Module | None = None):
+                 horizon: int = 1, dynamics: nn.Module | None = None, reference_ckpt: str | None = None,
+                 reference: nn.Module | None = None):
         super().__init__()
+        reference_ckpt = None if reference_ckpt is None else str(reference_ckpt)
         if int(horizon) < 1:
             raise ValueError(f"horizon (steps rolled through the dynamics model) must be >= 1, got {horizon}")
         dynamics_ckpt = None if dynamics_ckpt is None else str(dynamics_ckpt)
-        self.save_hyperparameters(ignore=["dynamics"])
+        self.save_hyperparameters(ignore=["dynamics", "reference"])
         if (dynamics is None) == (dynamics_ckpt is None):
             raise ValueError("give exactly one of dynamics_ckpt= (a DynamicsModule .ckpt) or dynamics= (an nn.Module "
                              "with forward(q_hist, a_hist) -> q_next)")
@@ -149,14 +158,35 @@ class ResidualModule(L.LightningModule):
             dynamics, self.dyn_meta = load_dynamics(dynamics_ckpt)
         dynamics.requires_grad_(False)
         self.dynamics = dynamics.eval()
+        if reference is not None and reference_ckpt is not None:
+            raise ValueError("give at most one of reference_ckpt= and reference=")
+        if reference_ckpt is not None:
+            reference = load_dynamics(reference_ckpt)[0]
+        if reference is not None:
+            reference.requires_grad_(False)
+            reference.eval()
+        self.reference = reference
         self.res = ResidualNet(hidden, depth, max_residual, obs_dim, history)
         if all(hasattr(dynamics, k) for k in ("q_mean", "q_std", "a_mean", "a_std")):
             self.res.set_stats({k: getattr(dynamics, k) for k in ("q_mean", "q_std", "a_mean", "a_std")})
 
     def train(self, mode: bool = True) -> "ResidualModule":
         super().train(mode)
-        self.dynamics.eval()                 # frozen model: never in training mode
+        self.dynamics.eval()                 # frozen models: never in training mode
+        if self.reference is not None:
+            self.reference.eval()
         return self
+
+    @torch.no_grad()
+    def reference_targets(self, q_seq: torch.Tensor, a_seq: torch.Tensor, horizon: int) -> torch.Tensor:
+        """What the source-domain model predicts the last ``horizon`` steps of the window lead to under the base
+        commands, from the window's sim states before them: ``[B, horizon, 16]`` (q_{c+1} for each step c)."""
+        W = self.reference.window
+        c0 = q_seq.shape[1] - horizon                 # the first step predicted from
+        if c0 + 1 < W:
+            raise ValueError(f"the reference model reads {W} steps but the windows hold {c0 + 1} before the "
+                             f"horizon; use a reference with the dynamics model's window")
+        return rollout(self.reference, q_seq[:, c0 - W + 1:c0 + 1], a_seq[:, c0 - W + 1:c0], a_seq[:, c0:])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.res.parameters(), lr=self.hparams.lr)
@@ -188,6 +218,8 @@ class ResidualModule(L.LightningModule):
         self._check_window(batch)
         P, H = self.res.history - 1, int(self.hparams.horizon)
         q_sim = torch.cat((batch["q_hist"], batch["q_next"].unsqueeze(1)), dim=1)       # [B, N + 1, 16]
+        if self.reference is not None:       # the steps to track: the source model's, not the sim's
+            q_sim = torch.cat((q_sim[:, :-H], self.reference_targets(q_sim[:, :-1], batch["a_hist"], H)), dim=1)
         a = batch["a_hist"]
         N = a.shape[1]
         c0 = N - H
@@ -236,13 +268,15 @@ class ResidualModule(L.LightningModule):
             track, a_res = self.rollout_track(batch)
         else:
             q_hist, a_hist, a_res = self.residual(batch)
-            track = self._track(q_hist, a_hist + a_res, batch["q_next"])
+            q_next = batch["q_next"] if self.reference is None else self.reference_targets(
+                batch["q_hist"], batch["a_hist"], 1)[:, 0]
+            track = self._track(q_hist, a_hist + a_res, q_next)
         size = a_res.pow(2).mean()
         out = {"loss": track + self.hparams.res_weight * size, "track": track, "res_sq": size}
         if reference:
             with torch.no_grad():
                 out["track_zero"] = (self.rollout_track(batch, with_residual=False)[0] if self.hparams.horizon > 1
-                                     else self._track(q_hist, a_hist, batch["q_next"]))
+                                     else self._track(q_hist, a_hist, q_next))
                 out["res_abs"] = a_res.abs().mean()
         return out
 
@@ -262,7 +296,7 @@ class ResidualModule(L.LightningModule):
             "format": CKPT_FORMAT, "joint_order": list(JOINT_NAMES), "control_rate_hz": CONTROL_RATE_HZ,
             "config": self.res.config(), "res_weight": float(self.hparams.res_weight),
             "horizon": int(self.hparams.horizon),
-            "dynamics_ckpt": self.hparams.dynamics_ckpt,
+            "dynamics_ckpt": self.hparams.dynamics_ckpt, "reference_ckpt": self.hparams.reference_ckpt,
             "dynamics_config": dict(self.dyn_meta.get("config", {})),
         }
 

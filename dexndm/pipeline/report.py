@@ -15,8 +15,9 @@ that ``gain`` compares against; ``every_seed`` says the sign held on every seed.
 ``gap`` (per metric: the base policy in the source domain minus direct transfer, i.e. what the
 reality gap costs and the most a residual could win back, and the fraction each residual method
 recovered), ``residual`` (per dynamics variant: the tracking error its frozen model predicts on the
-sim rollouts without and with the residual, their ratio, and the mean |a_res|) and ``dynamics``
-(each fine-tuned model's best eval loss, and ``gap_over_error``: the tracking error it predicts on the
+sim rollouts without and with the residual, over the residual's training horizon, their ratio, and
+the mean |a_res|) and ``dynamics``
+(each fine-tuned model's best eval loss, and, for one-step residuals, ``gap_over_error``: the tracking error it predicts on the
 sim rollouts over its own error on held-out target data, both normalised MSE of the next-state delta;
 near 1 the model cannot tell the sim's motion from its own error, so a residual trained through it
 chases model error: the dynamics need more or better target data before a residual can help) and
@@ -152,14 +153,15 @@ def diagnose(methods: dict[str, dict], stages: dict[str, dict]) -> dict:
     residual, dynamics = {}, {}
     for variant in RESIDUAL_METHODS.values():
         val = stages.get(f"residual_{variant}", {}).get("val_metrics", {})
+        horizon = int(stages.get(f"residual_{variant}", {}).get("horizon", 1))
         if "val/track" in val and "val/track_zero" in val:
             residual[variant] = {"track_zero": val["val/track_zero"], "track": val["val/track"],
                                  "track_ratio": val["val/track"] / max(val["val/track_zero"], 1e-12),
-                                 "res_abs": val.get("val/res_abs")}
+                                 "res_abs": val.get("val/res_abs"), "horizon": horizon}
         score = stages.get(f"finetune_{variant}", {}).get("best_model_score")
         if score is not None:
             dynamics[variant] = {"finetuned_eval_loss": score}
-            if variant in residual:
+            if variant in residual and horizon == 1:      # a rollout's error is not comparable to one step's
                 dynamics[variant]["gap_over_error"] = residual[variant]["track_zero"] / max(score, 1e-12)
     if residual:
         out["residual"] = residual
@@ -182,7 +184,8 @@ def diagnosis_lines(diag: dict) -> list[str]:
         lines.append(f"- {METRICS[m]}: the gap costs direct transfer {g['cost']:+.3f} against the source domain "
                      f"(spread {g['spread']:.3f}{verdict}); won back: {won or 'n/a'}")
     for v, r in diag.get("residual", {}).items():
-        lines.append(f"- {v} residual: predicted tracking error {r['track_zero']:.4g} without, {r['track']:.4g} with "
+        over = f" over {r['horizon']} steps" if r.get("horizon", 1) > 1 else ""
+        lines.append(f"- {v} residual: predicted tracking error{over} {r['track_zero']:.4g} without, {r['track']:.4g} with "
                      f"it (x{r['track_ratio']:.2f}), mean |a_res| {r['res_abs']:.3g}")
     if "base" in diag:
         lines.append(f"- base policy: its commanded targets sit {diag['base']['command_offset_rad']:.3f} rad from its "

@@ -139,6 +139,15 @@ def _finetune_stage(cfg: dict, variant: str, pretrained) -> Stage:
 
 
 def _residual_stage(cfg: dict, variant: str) -> Stage:
+    refs = cfg["residual"].get("reference") or {}
+    if not hasattr(refs, "get") or set(refs) - {"jointwise", "wholehand"}:
+        raise ValueError(f"residual.reference must map jointwise/wholehand to checkpoints, got {refs!r}; e.g. "
+                         "'residual.reference={jointwise:src_ft.ckpt}'")
+    ref = refs.get(variant)
+    if ref is not None:                                       # checked when the stages are built
+        _need(str(ref), f"residual.reference.{variant} checkpoint", "give a dynamics checkpoint of this variant "
+              "fine-tuned on source-domain data (models/residual.py, reference_ckpt), or residual.reference=null")
+
     def fn(d: Path, i: dict) -> dict:
         from dexndm.pipeline.training import quote, train_experiment
 
@@ -147,16 +156,19 @@ def _residual_stage(cfg: dict, variant: str) -> Stage:
         r = cfg["residual"]
         horizon = int(r.get("horizon", 1))
         window = training_window(_dynamics_meta(i["dynamics"])["window"], r["history"], horizon)
-        return train_experiment("residual", d, [
+        return {"horizon": horizon, **train_experiment("residual", d, [
             f"sim_data={quote(i['data'])}", f"dynamics_ckpt={quote(i['dynamics'])}", f"seed={cfg['seed']}", f"data.window={window}",
             f"model.history={r['history']}", f"model.horizon={horizon}",
+            *([f"model.reference_ckpt={quote(str(ref))}"] if ref is not None else []),
             f"trainer.max_epochs={r['max_epochs']}", f"data.batch_size={r['batch_size']}",
             f"model.res_weight={r['res_weight']}", f"model.max_residual={r['max_residual']}",
-            "~callbacks.progress", "+trainer.enable_progress_bar=false"])
+            "~callbacks.progress", "+trainer.enable_progress_bar=false"])}
 
+    skip = {"horizon": 1, "reference": None}                  # at these values: as before the options existed
     return Stage(f"residual_{variant}", fn, lambda r: {
         "data": r["sim_rollouts"]["out"], "dynamics": r[f"finetune_{variant}"]["checkpoint"],
-        **{k: v for k, v in cfg["residual"].items() if k != "horizon" or v != 1}},     # 1: as before it existed
+        **{k: v for k, v in cfg["residual"].items() if k not in skip or (v or None) != skip[k]},
+        **({"reference_sha256": file_sha256(str(ref))} if ref is not None else {})},
         f"train the residual through the fine-tuned {variant} dynamics")
 
 

@@ -89,25 +89,33 @@ def source_run(policy: GeneralistPolicy, env, seed: int, steps: int) -> dict[str
             "saturated": np.stack(sat), "grasp": grasps.drawn}
 
 
-def replay(policy: GeneralistPolicy, env, seed: int, a_sim: np.ndarray, grasp: np.ndarray) -> dict[str, np.ndarray]:
-    """Open-loop replay of ``a_sim`` from ``grasp`` through the env's relative-action chain (+ the policy's residual)."""
+def replay(policy: GeneralistPolicy, env, seed: int, a_sim: np.ndarray, grasp: np.ndarray,
+           kick: tuple[int, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Open-loop replay of ``a_sim`` from ``grasp`` through the env's relative-action chain (+ the policy's residual);
+    ``kick`` (step k, offset ``[N, 16]``) adds an offset to what is sent at step k alone.  Also returns what was
+    sent ``[T, N, 16]``."""
     env.set_seed(round_seed(seed, 0), static_seed=True)
     with _GraspOverride(env, grasp):
         td = env.reset()
     scale = env.cfg.action_scale
     q, alive = [policy.last_q(td["policy_obs"], env)], [np.ones(env.batch_size[0], bool)]
-    sat = []
+    sat, sent = [], []
     for t in range(len(a_sim)):
         target = torch.as_tensor(a_sim[t], dtype=torch.float32)
         prev = torch.as_tensor(env.control.target, dtype=torch.float32)
         td["action"] = ((target - prev) / scale).clamp(-1.0, 1.0)
         if policy.has_residual:
             td["target_offset"] = policy.policy.offset(td["policy_obs"], policy.last_q(td["policy_obs"], env), target)
+        if kick is not None and t == kick[0]:
+            td["target_offset"] = td.get("target_offset", torch.zeros_like(target)) + torch.as_tensor(
+                kick[1], dtype=torch.float32)
         td = env.step(td)["next"]
+        sent.append(env.control.sent.copy())
         sat.append(saturated(env))
         q.append(policy.last_q(td["policy_obs"], env))
         alive.append(alive[-1] & ~td["episode_ended"].reshape(-1).numpy())
-    return {"q": torch.stack(q).numpy(), "alive": np.stack(alive), "saturated": np.stack(sat)}
+    return {"q": torch.stack(q).numpy(), "alive": np.stack(alive), "saturated": np.stack(sat),
+            "sent": np.stack(sent)}
 
 
 def tracking_error(src: dict, rep: dict) -> list[float]:
