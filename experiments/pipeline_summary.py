@@ -3,12 +3,13 @@
     PYTHONPATH=. python experiments/pipeline_summary.py outputs/pipe_combined outputs/pipe_latency ...
     PYTHONPATH=. python experiments/pipeline_summary.py experiments/pipeline_cylinders_tip/reports/*.json
 
-Columns: target domain, Chaos Box episodes, radians rotated and TTF (mean +- std over seeds) of the base policy
+Columns: target domain, fine-tuning data (Chaos Box episodes, + the number of ``finetune.extra_data`` files), radians rotated and TTF (mean +- std over seeds) of the base policy
 in the source domain, direct transfer, DexNDM and the whole-hand variant, what the gap costs in radians, and the
 paired difference DexNDM minus direct transfer in radians seed by seed (mean +- std, "*" where every seed agrees:
 ``dexndm.pipeline.report.paired_gains``, computed from ``per_seed`` so older reports get it too), the
 tracking error the residuals' frozen models predict with the residual over without (``dexndm.pipeline.report``),
-the residual's settings (res_weight, max_residual, history; history 1 where a report predates it) and its mean |a_res|.
+the residual's settings (res_weight, max_residual, history, horizon; 1 where a report predates them; "ref" where it
+tracked a source-domain model, ``residual.reference``) and its mean |a_res|.
 """
 
 from __future__ import annotations
@@ -31,23 +32,25 @@ def row(report: dict) -> str:
     m, diag = report["methods"], report.get("diagnosis", {})
     gap = diag.get("gap", {}).get("rot_rad", {})
     track = diag.get("residual", {})
-    cells = [str(report["domain"]), str(report["settings"]["chaos_box"]["episodes"])]
+    extra = report["settings"].get("finetune", {}).get("extra_data") or []
+    cells = [str(report["domain"]), str(report["settings"]["chaos_box"]["episodes"]) + (f" + {len(extra)} files" if extra else "")]
     cells += [f"{cell(m, k, 'rot_rad')} / {cell(m, k, 'ttf')}" for k in METHODS]
     cells.append("-" if not gap else f"{gap['cost']:+.2f}" + ("" if gap["cost_exceeds_spread"] else " (in spread)"))
     paired = paired_gains(report.get("per_seed", {})).get("dexndm", {}).get("rot_rad")
     cells.append("-" if not paired else f"{paired['mean']:+.2f} +- {paired['std']:.2f}" + ("*" if paired["every_seed"] else ""))
     cells.append(" / ".join(f"x{track[v]['track_ratio']:.2f}" if v in track else "-" for v in ("jointwise", "wholehand")))
     res = report["settings"]["residual"]
-    cells.append(f"{res['res_weight']:g}, {res['max_residual']:g}, {res.get('history', 1)}")
+    cells.append(f"{res['res_weight']:g}, {res['max_residual']:g}, {res.get('history', 1)}, {res.get('horizon', 1)}"
+                 + (" ref" if res.get("reference") else ""))
     cells.append(" / ".join(f"{track[v]['res_abs']:.3f}" if track.get(v, {}).get("res_abs") is not None else "-"
                             for v in ("jointwise", "wholehand")))
     return "| " + " | ".join(cells) + " |"
 
 
 def main(dirs: list[str]) -> str:
-    head = ("| target domain | Chaos Box episodes | source (rad / TTF) | direct | DexNDM | whole-hand | gap cost (rad) "
+    head = ("| target domain | fine-tuning data | source (rad / TTF) | direct | DexNDM | whole-hand | gap cost (rad) "
             "| DexNDM minus direct, paired (rad) "
-            "| predicted tracking with / without residual (joint-wise / whole-hand) | residual (weight, max, history) "
+            "| predicted tracking with / without residual (joint-wise / whole-hand) | residual (weight, max, history, horizon) "
             "| mean abs a_res (rad) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for d in map(Path, dirs):                       # a report directory or a report JSON file
