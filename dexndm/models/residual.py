@@ -17,7 +17,9 @@ generalist's proprioceptive history o_j, and a correction that depends on how a 
 moving (damping, lag) cannot be made from (q_j, a_j) alone.  Training windows therefore hold
 W + history - 1 steps (``training_window``); optionally an extra observation ``o_j`` of
 ``obs_dim`` (batch key ``obs`` [B, W, obs_dim]).  All W steps run in one batched call; the
-output is ``max_residual * tanh(.)`` radians.
+output is ``max_residual * tanh(.)`` radians.  At deployment the command is a + a_res
+(``ResidualNet.correct``).  Gradients flow through f_psi but its parameters are frozen
+(``requires_grad=False``, always eval mode) and not in the optimiser.
 
 ``horizon`` H > 1 replaces the one-step objective by a multi-step one (our extension, not the
 paper's): from a window of sim states the frozen f_psi rolls the target hand forward H steps
@@ -32,9 +34,7 @@ f_src's prediction under the base command, f_src({q_j, a_j}) (rolled out over th
 f_src is the same pre-trained model fine-tuned the same way on source-domain data.  Whatever error the
 two models share (on the sim rollouts a fine-tuned model is biased by a few mrad per step, which a
 bounded residual would otherwise spend itself cancelling with constant offsets) then drops out, and
-only what the models say differs between the domains drives pi_res.  At deployment the command is a + a_res
-(``ResidualNet.correct``).  Gradients flow through f_psi but its parameters are frozen
-(``requires_grad=False``, always eval mode) and not in the optimiser.
+only what the models say differs between the domains drives pi_res.
 """
 
 from __future__ import annotations
@@ -260,8 +260,8 @@ class ResidualModule(L.LightningModule):
         loss = F.mse_loss(pred, q_next)
         return (loss, pred) if with_prediction else loss
 
-    def losses(self, batch: Mapping[str, torch.Tensor], reference: bool = False) -> dict[str, torch.Tensor]:
-        """``track`` and the residual's size; with ``reference`` also ``track_zero``, the tracking
+    def losses(self, batch: Mapping[str, torch.Tensor], diagnostics: bool = False) -> dict[str, torch.Tensor]:
+        """``track`` and the residual's size; with ``diagnostics`` also ``track_zero``, the tracking
         error the model predicts without a residual (what the residual is there to cut), and
         ``res_abs``, the mean |a_res| (rad: a is the joint target)."""
         if self.hparams.horizon > 1:
@@ -273,7 +273,7 @@ class ResidualModule(L.LightningModule):
             track = self._track(q_hist, a_hist + a_res, q_next)
         size = a_res.pow(2).mean()
         out = {"loss": track + self.hparams.res_weight * size, "track": track, "res_sq": size}
-        if reference:
+        if diagnostics:
             with torch.no_grad():
                 out["track_zero"] = (self.rollout_track(batch, with_residual=False)[0] if self.hparams.horizon > 1
                                      else self._track(q_hist, a_hist, q_next))
@@ -287,7 +287,7 @@ class ResidualModule(L.LightningModule):
         return out["loss"]
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        out = self.losses(batch, reference=True)
+        out = self.losses(batch, diagnostics=True)
         self.log_dict({f"val/{k}": v for k, v in out.items()}, on_epoch=True, batch_size=len(batch["q_next"]),
                       sync_dist=True, add_dataloader_idx=False)
 
