@@ -21,7 +21,6 @@ their correlation, and the mean true and predicted gain dq / d.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -30,23 +29,14 @@ import torch
 
 from dexndm.eval.policies import GeneralistPolicy, parse_policy
 from dexndm.models.lit_dynamics import load_dynamics
-from experiments.pipeline_cylinders_tip.replay_tracking import _env, replay, source_run
+from experiments.pipeline_cylinders_tip.replay_tracking import condition_env, replay, replay_parser, source_run
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--generalist", required=True)
-    p.add_argument("--domain", required=True)
-    p.add_argument("--source-domain", default="nominal")
+    p = replay_parser(__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", action="append", default=[], help="NAME=dynamics.ckpt (repeatable)")
-    p.add_argument("--object-set", default="cylinders")
-    p.add_argument("--axes", default="+z")
-    p.add_argument("--wrist", default="palm_up")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--envs", type=int, default=32)
-    p.add_argument("--steps", type=int, nargs="+", default=[12, 20, 30])
-    p.add_argument("--kick", type=float, default=0.02)
-    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, nargs="+", default=[12, 20, 30], help="the steps kicked")
+    p.add_argument("--kick", type=float, default=0.02, help="rad")
     args = p.parse_args()
 
     models = {}
@@ -54,7 +44,7 @@ def main() -> None:
         name, _, path = item.partition("=")
         models[name] = load_dynamics(path)[0].eval()
     base = GeneralistPolicy(parse_policy(f"generalist:{args.generalist}"))
-    src_env, tgt_env = _env(args.source_domain, args), _env(args.domain, args)
+    src_env, tgt_env = condition_env(args.source_domain, args), condition_env(args.domain, args)
     rng = np.random.default_rng(0)
     true, pred = [], {m: [] for m in models}
     try:

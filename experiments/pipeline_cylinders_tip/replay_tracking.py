@@ -34,7 +34,7 @@ from dexndm.eval.rotation import Condition, round_seed
 from dexndm.sim import make_env
 
 
-def _env(domain: str, args: argparse.Namespace):
+def condition_env(domain: str, args: argparse.Namespace):
     cond = Condition(domain, args.object_set, args.axes, args.wrist)
     return make_env({"pose_action_range": None, "max_sag": None, "nthread": 1, "episode_steps": 400},
                     num_envs=args.envs, seed=0, **cond.env_overrides())
@@ -131,19 +131,25 @@ def saturated_fraction(run: dict) -> float:
     return float(run["saturated"][alive].mean())
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def replay_parser(description: str) -> argparse.ArgumentParser:
+    """The options every source-run-and-replay script shares (this one and ``action_response.py``)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--generalist", required=True)
     p.add_argument("--domain", required=True, help="target domain (preset name or file)")
     p.add_argument("--source-domain", default="nominal")
-    p.add_argument("--residual", action="append", default=[], help="NAME=residual.ckpt (repeatable)")
     p.add_argument("--object-set", default="cylinders")
     p.add_argument("--axes", default="+z")
     p.add_argument("--wrist", default="palm_up")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--envs", type=int, default=32)
-    p.add_argument("--steps", type=int, default=40)
     p.add_argument("--out", required=True)
+    return p
+
+
+def main() -> None:
+    p = replay_parser(__doc__.split("\n\n")[0])
+    p.add_argument("--residual", action="append", default=[], help="NAME=residual.ckpt (repeatable)")
+    p.add_argument("--steps", type=int, default=40)
     args = p.parse_args()
 
     base = GeneralistPolicy(parse_policy(f"generalist:{args.generalist}"))
@@ -153,7 +159,7 @@ def main() -> None:
         if not path:
             raise SystemExit(f"--residual takes NAME=PATH, got {item!r}")
         methods[name] = GeneralistPolicy(parse_policy(f"generalist:{args.generalist}+residual:{path}"))
-    src_env, tgt_env = _env(args.source_domain, args), _env(args.domain, args)
+    src_env, tgt_env = condition_env(args.source_domain, args), condition_env(args.domain, args)
     per_seed: dict[str, list[list[float]]] = {"source_replay": [], **{m: [] for m in methods}}
     sat: dict[str, list[float]] = {"source": [], **{m: [] for m in methods}}
     try:
