@@ -357,3 +357,26 @@ def test_reference_model_replaces_the_sim_target_and_cancels_shared_model_error(
     assert not any(p.requires_grad for p in model.reference.parameters())
     with pytest.raises(ValueError, match="at most one"):
         ResidualModule(dynamics=GapDynamics(), reference=GapDynamics(), reference_ckpt="x.ckpt")
+
+
+def test_mean_penalty_removes_the_constant_offset_a_biased_model_asks_for():
+    """Through a model biased by a constant 0.02 rad per step, the residual learns a constant per-joint offset to
+    cancel it; mean_weight penalises that per-joint mean, and the learned offset shrinks."""
+    train = sim_windows(128, 20, 0, W)
+
+    class Biased(GapDynamics):
+        def forward(self, q_hist, a_hist):
+            return super().forward(q_hist, a_hist) + 0.02
+
+    offsets = {}
+    for weight in (0.0, 100.0):
+        L.seed_everything(0, verbose=False)
+        model = ResidualModule(dynamics=Biased(), res_weight=0.0, max_residual=0.3, lr=3e-3, hidden=64, depth=2,
+                               mean_weight=weight)
+        model.res.set_stats(dynamics_stats(train["q_hist"], train["a_hist"]))
+        trainer = _fit(model, train, epochs=8)
+        with torch.no_grad():
+            offsets[weight] = float(model.res(train["q_hist"][:, -1], train["a_hist"][:, -1]).mean(0).abs().mean())
+    print(f"mean |per-joint mean of a_res|: mean_weight 0 -> {offsets[0.0]:.4f}, 100 -> {offsets[100.0]:.4f}")
+    assert offsets[0.0] > 0.015 and offsets[100.0] < 0.3 * offsets[0.0], offsets
+    assert "train/res_mean_sq_epoch" in trainer.callback_metrics

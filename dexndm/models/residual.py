@@ -35,6 +35,12 @@ f_src is the same pre-trained model fine-tuned the same way on source-domain dat
 two models share (on the sim rollouts a fine-tuned model is biased by a few mrad per step, which a
 bounded residual would otherwise spend itself cancelling with constant offsets) then drops out, and
 only what the models say differs between the domains drives pi_res.
+
+``mean_weight`` (our extension) penalises the per-joint mean of a_res over the batch,
+mean_weight * mean_j (E_batch[a_res_j])^2: a residual through a biased model otherwise learns
+near-constant per-joint command offsets that cancel the bias
+(``experiments/pipeline_cylinders_tip/residual_diagnosis.md``); with this term it can only
+correct what changes from state to state.
 """
 
 from __future__ import annotations
@@ -143,7 +149,7 @@ class ResidualModule(L.LightningModule):
     def __init__(self, dynamics_ckpt: str | None = None, res_weight: float = 1e-2, max_residual: float = 0.2,
                  lr: float = 1e-3, hidden: int = 256, depth: int = 2, obs_dim: int = 0, history: int = 1,
                  horizon: int = 1, dynamics: nn.Module | None = None, reference_ckpt: str | None = None,
-                 reference: nn.Module | None = None):
+                 reference: nn.Module | None = None, mean_weight: float = 0.0):
         super().__init__()
         reference_ckpt = None if reference_ckpt is None else str(reference_ckpt)
         if int(horizon) < 1:
@@ -272,7 +278,9 @@ class ResidualModule(L.LightningModule):
                 batch["q_hist"], batch["a_hist"], 1)[:, 0]
             track = self._track(q_hist, a_hist + a_res, q_next)
         size = a_res.pow(2).mean()
-        out = {"loss": track + self.hparams.res_weight * size, "track": track, "res_sq": size}
+        offset = a_res.flatten(0, -2).mean(0).pow(2).mean()          # the constant part, per joint
+        out = {"loss": track + self.hparams.res_weight * size + self.hparams.mean_weight * offset, "track": track,
+               "res_sq": size, "res_mean_sq": offset}
         if diagnostics:
             with torch.no_grad():
                 out["track_zero"] = (self.rollout_track(batch, with_residual=False)[0] if self.hparams.horizon > 1

@@ -162,12 +162,13 @@ def _residual_stage(cfg: dict, variant: str) -> Stage:
             *([f"model.reference_ckpt={quote(str(ref))}"] if ref is not None else []),
             f"trainer.max_epochs={r['max_epochs']}", f"data.batch_size={r['batch_size']}",
             f"model.res_weight={r['res_weight']}", f"model.max_residual={r['max_residual']}",
+            f"model.mean_weight={r.get('mean_weight', 0.0)}",
             "~callbacks.progress", "+trainer.enable_progress_bar=false"])}
 
-    skip = {"horizon": 1, "reference": None}                  # at these values: as before the options existed
+    skip = {"horizon": 1, "reference": None, "mean_weight": 0}   # at these values: as before the options existed
     return Stage(f"residual_{variant}", fn, lambda r: {
         "data": r["sim_rollouts"]["out"], "dynamics": r[f"finetune_{variant}"]["checkpoint"],
-        **{k: v for k, v in cfg["residual"].items() if k not in skip or (v or None) != skip[k]},
+        **{k: v for k, v in cfg["residual"].items() if k not in skip or (v or skip[k]) != skip[k]},
         **({"reference_sha256": file_sha256(str(ref))} if ref is not None else {})},
         f"train the residual through the fine-tuned {variant} dynamics")
 
