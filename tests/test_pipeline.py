@@ -116,25 +116,22 @@ def test_tiny_pipeline_writes_the_report_and_caches_stages(tmp_path, released, t
     assert {name for name, _ in split["train"] + split["val"]} == {"real", "extra_0"}
 
 
-def test_bad_domain_and_missing_checkpoint_are_refused_up_front(tmp_path, released, tiny_env_cfg):
-    bad = _cfg(tmp_path / "a", released, tiny_env_cfg, ["domain=no_such_domain"])
-    with pytest.raises(Exception, match="no_such_domain"):
-        run(bad)
-    assert not (tmp_path / "a").exists()
-    missing = _cfg(tmp_path / "b", released, tiny_env_cfg, ["checkpoints.generalist=/nope/g.ckpt"])
-    with pytest.raises(FileNotFoundError, match="generalist checkpoint"):
-        run(missing)
-    no_extra = _cfg(tmp_path / "c", released, tiny_env_cfg, ["finetune.extra_data=[/nope/task.h5]"])
-    with pytest.raises(FileNotFoundError, match="finetune.extra_data"):
-        run(no_extra)
-    assert not (tmp_path / "c").exists()
-    no_ref = _cfg(tmp_path / "d", released, tiny_env_cfg, ["residual.reference={jointwise:/nope/src.ckpt}"])
-    with pytest.raises(FileNotFoundError, match="residual.reference.jointwise"):
-        run(no_ref)
-    odd_ref = _cfg(tmp_path / "e", released, tiny_env_cfg, [f"residual.reference={{fingers:{released['jointwise']}}}"])
-    with pytest.raises(ValueError, match="jointwise/wholehand"):
-        run(odd_ref)
-    assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
+REFUSED_UP_FRONT = [                       # (overrides, error, message): nothing is written for any of them
+    (["domain=no_such_domain"], Exception, "no_such_domain"),
+    (["checkpoints.generalist=/nope/g.ckpt"], FileNotFoundError, "generalist checkpoint"),
+    (["finetune.extra_data=[/nope/task.h5]"], FileNotFoundError, "finetune.extra_data"),
+    (["residual.reference={jointwise:/nope/src.ckpt}"], FileNotFoundError, "residual.reference.jointwise"),
+    (["residual.reference={fingers:JOINTWISE}"], ValueError, "jointwise/wholehand"),
+]
+
+
+@pytest.mark.parametrize("overrides, error, match", REFUSED_UP_FRONT)
+def test_bad_domain_and_missing_checkpoint_are_refused_up_front(tmp_path, released, tiny_env_cfg, overrides, error,
+                                                                 match):
+    overrides = [o.replace("JOINTWISE", released["jointwise"]) for o in overrides]
+    with pytest.raises(error, match=match):
+        run(_cfg(tmp_path / "out", released, tiny_env_cfg, overrides))
+    assert not (tmp_path / "out").exists()
 
 
 def test_side_by_side_video(tmp_path, tiny_env_cfg):

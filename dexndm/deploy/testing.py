@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from dexndm.hand.constants import NUM_JOINTS
+from dexndm.models.checkpoints import write_checkpoint
 from dexndm.models.generalist import GeneralistModule
 from dexndm.models.residual import ResidualModule
 from dexndm.sim.observations import deploy_layout
@@ -31,12 +32,7 @@ class _HoldDynamics(nn.Module):
 
 
 def _save(module, path: Path) -> Path:
-    ckpt = {"state_dict": module.state_dict()}
-    module.on_save_checkpoint(ckpt)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-    return path
+    return Path(write_checkpoint(module, path))
 
 
 def write_tiny_checkpoints(directory: str | os.PathLike, *, hidden: int = 32, blocks: int = 1, res_hidden: int = 16,

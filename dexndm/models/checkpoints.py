@@ -1,7 +1,8 @@
 """Reading the zoo's Lightning checkpoints as data (``torch.load(..., weights_only=True)``).
 
 Every LightningModule of ``dexndm.models`` adds ``dexndm_meta`` (format tag, joint order,
-model config...) in ``on_save_checkpoint``; this is the one place that checks it.
+model config...) in ``on_save_checkpoint``; this is the one place that checks it, and
+``write_checkpoint`` the one that writes such a file without a Trainer (hand-built modules).
 """
 
 from __future__ import annotations
@@ -33,3 +34,15 @@ def read_checkpoint(path: str | os.PathLike, fmt: str, what: str, saved_by: str,
                          "permute with dexndm.hand.constants before use")
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     return state, meta
+
+
+def write_checkpoint(module: Any, path: str | os.PathLike) -> str:
+    """Save a LightningModule of the zoo as a checkpoint ``read_checkpoint`` accepts, without a Trainer:
+    its state dict plus the ``dexndm_meta`` its ``on_save_checkpoint`` adds; written whole or not at all."""
+    ckpt: dict[str, Any] = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(ckpt)
+    path = os.fspath(path)
+    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+    return path

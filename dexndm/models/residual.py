@@ -237,9 +237,10 @@ class ResidualModule(L.LightningModule):
 
         def res_of(q_w: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
             """a_res of steps lo..hi-1 from the states ``q_w`` of steps lo-P..hi-1 and the base actions."""
+            if not with_residual:
+                return q_w.new_zeros(q_w.shape[0], hi - lo, J)
             q, a_w, past = split_history(q_w, a[:, lo - P:hi], P + 1)
-            out = self.res(q, a_w, None if obs is None else obs[:, lo:hi], past)
-            return out if with_residual else torch.zeros_like(out)
+            return self.res(q, a_w, None if obs is None else obs[:, lo:hi], past)
 
         qs = list(q_sim[:, :c0 + 1].unbind(1))              # the target hand's states: sim's, then predicted
         a_res = list(res_of(q_sim[:, :c0 + 1], P, c0 + 1).unbind(1))      # a_res[i] belongs to step P + i

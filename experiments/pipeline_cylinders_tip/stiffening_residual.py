@@ -22,6 +22,7 @@ import argparse
 import torch
 
 from dexndm.hand.constants import NUM_JOINTS as J
+from dexndm.models.checkpoints import write_checkpoint
 from dexndm.models.residual import ResidualModule
 
 SHIFT = 10.0          # keeps the hidden layer's input positive (|a - q| < 10 rad), where ELU(x) = x
@@ -52,9 +53,7 @@ def main() -> None:
     q, a = torch.zeros(2, J), torch.tensor([[0.01] * J, [-0.5] * J])
     expect = args.max * torch.tanh(args.gain * (a - q) / args.max)
     torch.testing.assert_close(module.res(q, a), expect, atol=1e-5, rtol=1e-4)
-    ckpt = {"state_dict": module.state_dict()}
-    module.on_save_checkpoint(ckpt)
-    torch.save(ckpt, args.out)
+    write_checkpoint(module, args.out)
     print(f"wrote {args.out}: a_res = {args.max} tanh({args.gain} (a - q) / {args.max})")
 
 
