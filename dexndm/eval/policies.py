@@ -11,6 +11,9 @@ One place turns what a user writes into something that acts, for evaluation
   Sec. 3.3 through ``DeployPolicy``: the chain a_t = clip(a_{t-1} + action / 24) keeps the
   base policy's targets and the hand is sent clip(a_t + pi_res(q_t, a_t)).  In simulation
   the split goes through the env's ``target_offset`` (added to what is sent, not chained).
+* ``generalist:PATH+ideal:BOUND[@SOURCE]``: the generalist plus the residual a perfect dynamics
+  model would give, computed from the simulators themselves (``dexndm.eval.ideal``): the
+  ceiling of the residual in sim-to-sim benchmarks, not a deployable policy.
 
 A spec is such a string or a mapping ``{kind, checkpoint, residual}``; every checkpoint is
 loaded with ``torch.load(..., weights_only=True)`` by its loader, and a policy refuses an
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from dexndm.hand import constants as hc
@@ -31,17 +35,21 @@ from dexndm.sim.observations import privileged_options
 
 J = hc.NUM_JOINTS
 KINDS: tuple[str, ...] = ("zero", "oracle", "generalist")
-_SPEC_HELP = ("a policy spec is 'zero', 'oracle:PATH.pt', 'generalist:PATH.ckpt' or "
-              "'generalist:PATH.ckpt+residual:PATH.ckpt' (or a mapping {kind, checkpoint, residual})")
+_SPEC_HELP = ("a policy spec is 'zero', 'oracle:PATH.pt', 'generalist:PATH.ckpt', "
+              "'generalist:PATH.ckpt+residual:PATH.ckpt' or 'generalist:PATH.ckpt+ideal:BOUND[@SOURCE_DOMAIN]' "
+              "(or a mapping {kind, checkpoint, residual, ideal, ideal_source})")
 
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """What to load: ``kind`` in KINDS, ``checkpoint`` (oracle/generalist), optional ``residual``."""
+    """What to load: ``kind`` in KINDS, ``checkpoint`` (oracle/generalist), optional ``residual``, or
+    ``ideal`` (the bound, rad, of the simulator-computed ideal residual) with its ``ideal_source`` domain."""
 
     kind: str
     checkpoint: str | None = None
     residual: str | None = None
+    ideal: float | None = None
+    ideal_source: str = "nominal"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -53,16 +61,25 @@ class PolicySpec:
         if self.residual and self.kind != "generalist":
             raise ValueError(f"a residual corrects the deployable generalist, not a {self.kind!r} policy: "
                              "write 'generalist:PATH.ckpt+residual:PATH.ckpt'")
+        if self.ideal is not None:
+            if self.kind != "generalist" or self.residual:
+                raise ValueError(f"'+ideal:' goes on a generalist without a residual, got {self.kind!r}"
+                                 f"{' with a residual' if self.residual else ''}: write 'generalist:PATH.ckpt+ideal:0.1'")
+            if not np.isfinite(self.ideal) or self.ideal < 0:
+                raise ValueError(f"the ideal residual's bound must be a number >= 0 (rad), got {self.ideal!r}")
 
     def __str__(self) -> str:
         if self.kind == "zero":
             return "zero"
         text = f"{self.kind}:{self.checkpoint}"
+        if self.ideal is not None:
+            return text + f"+ideal:{self.ideal:g}" + (f"@{self.ideal_source}" if self.ideal_source != "nominal" else "")
         return text + (f"+residual:{self.residual}" if self.residual else "")
 
     def default_name(self) -> str:
-        """A short label for tables: ``zero``, ``oracle``, ``generalist`` or ``generalist+residual``."""
-        return self.kind + ("+residual" if self.residual else "")
+        """A short label for tables: ``zero``, ``oracle``, ``generalist``, ``generalist+residual`` or
+        ``generalist+ideal``."""
+        return self.kind + ("+residual" if self.residual else "") + ("+ideal" if self.ideal is not None else "")
 
 
 def parse_policy(spec: str | Mapping[str, Any] | PolicySpec) -> PolicySpec:
@@ -70,19 +87,37 @@ def parse_policy(spec: str | Mapping[str, Any] | PolicySpec) -> PolicySpec:
     if isinstance(spec, PolicySpec):
         return spec
     if isinstance(spec, Mapping):
-        unknown = sorted(set(spec) - {"kind", "checkpoint", "residual"})
+        unknown = sorted(set(spec) - {"kind", "checkpoint", "residual", "ideal", "ideal_source"})
         if unknown or "kind" not in spec:
             raise ValueError(f"bad policy mapping {dict(spec)!r} (unknown keys {unknown}); {_SPEC_HELP}")
-        return PolicySpec(str(spec["kind"]), _opt_str(spec.get("checkpoint")), _opt_str(spec.get("residual")))
+        ideal = spec.get("ideal")
+        return PolicySpec(str(spec["kind"]), _opt_str(spec.get("checkpoint")), _opt_str(spec.get("residual")),
+                          _bound(ideal, spec) if ideal is not None else None, str(spec.get("ideal_source") or "nominal"))
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"bad policy spec {spec!r}; {_SPEC_HELP}")
-    base, plus, rest = spec.strip().partition("+residual:")
+    base, plus, rest = spec.strip().partition("+ideal:")
+    if plus:
+        bound, _, source = rest.partition("@")
+        return PolicySpec(*_parse_base(base, spec), ideal=_bound(bound, spec), ideal_source=source.strip() or "nominal")
+    return PolicySpec(*_parse_base(spec, spec))
+
+
+def _bound(text: Any, spec: Any) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"policy spec {spec!r}: '+ideal:' takes a bound in rad, e.g. '+ideal:0.1'; {_SPEC_HELP}") from None
+
+
+def _parse_base(text: str, spec: str) -> tuple[str, str | None, str | None]:
+    """(kind, checkpoint, residual) of ``KIND[:PATH][+residual:PATH]``."""
+    base, plus, rest = text.strip().partition("+residual:")
     if plus and not rest:
         raise ValueError(f"policy spec {spec!r}: '+residual:' needs a path; {_SPEC_HELP}")
     kind, colon, path = base.partition(":")
     if colon and not path:
         raise ValueError(f"policy spec {spec!r}: '{kind}:' needs a path; {_SPEC_HELP}")
-    return PolicySpec(kind.strip(), path or None, rest or None)
+    return kind.strip(), path or None, rest or None
 
 
 def parse_policies(specs: Any) -> dict[str, PolicySpec]:
@@ -140,6 +175,9 @@ class Policy:
         """``EnvConfig`` fields this policy's observation and action fix (an env built with them
         passes ``check_env``, other settings permitting): by default relative actions."""
         return {"pose_action_range": None}
+
+    def close(self) -> None:
+        """Release what acting built (nothing by default)."""
 
     @torch.no_grad()
     def act(self, td, env) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -262,6 +300,10 @@ class GeneralistPolicy(Policy):
 def load_policy(spec: str | Mapping[str, Any] | PolicySpec) -> Policy:
     """Load what ``spec`` names (``FileNotFoundError`` / ``ValueError`` with what to do)."""
     spec = parse_policy(spec)
+    if spec.ideal is not None:
+        from dexndm.eval.ideal import IdealResidualPolicy
+
+        return IdealResidualPolicy(spec)
     if spec.kind == "zero":
         return ZeroPolicy(spec)
     if spec.kind == "oracle":

@@ -263,6 +263,8 @@ def evaluate(policies: Any, *, domains: Iterable[str] = ("nominal",), object_set
                 results.append(row)
         finally:
             e.close()
+            for policy in loaded.values():
+                policy.close()
     config = {"policies": {n: str(s) for n, s in specs.items()}, "domains": list(domain_info),
               "protocol": protocol, **lists, "seeds": seeds, "episodes": int(episodes), "num_envs": int(num_envs),
               "env": env_base, "std": "population std (ddof=0) over seeds of per-seed object-averaged means"}

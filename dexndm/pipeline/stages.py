@@ -84,12 +84,17 @@ def build_stages(cfg: dict) -> list[Stage]:
         return evaluate_methods(d, generalist=i["generalist"], residuals=i["residuals"], domain=cfg["domain"],
                                 task=task, seeds=list(cfg["evaluate"]["seeds"]),
                                 episodes=int(cfg["evaluate"]["episodes"]), num_envs=int(cfg["evaluate"]["num_envs"]),
-                                env=cfg.get("env"), source_domain=cfg["source_domain"])
+                                env=cfg.get("env"), source_domain=cfg["source_domain"], ceiling=ceiling)
 
+    ceiling = cfg["evaluate"].get("ceiling")
+    if ceiling is not None:
+        from dexndm.eval.ideal import check_domains
+
+        check_domains(cfg["domain"], cfg["source_domain"], f"evaluate.ceiling={ceiling}")   # before any stage runs
     stages.append(Stage("evaluate", evaluate, lambda r: {
         "generalist": generalist(r), "domain": _domain_key(cfg["domain"]), "task": task, "env": cfg.get("env"),
         "source_domain": _domain_key(cfg["source_domain"]),
-        **cfg["evaluate"],
+        **{k: v for k, v in cfg["evaluate"].items() if not (k == "ceiling" and v is None)},   # old caches stay valid
         "residuals": {"dexndm": r["residual_jointwise"]["checkpoint"],
                       "wholehand": r["residual_wholehand"]["checkpoint"]}},
         "evaluate direct transfer, DexNDM and whole-hand in the target domain, the base policy in the source domain"))

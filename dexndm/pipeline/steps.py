@@ -31,15 +31,20 @@ def rollout_policy(out: Path, *, generalist: str, domain: Any, task: dict, episo
 
 def evaluate_methods(stage_dir: Path, *, generalist: str, residuals: dict[str, str], domain: Any, task: dict,
                      seeds: list[int], episodes: int, num_envs: int, env: dict | None = None,
-                     source_domain: Any = None) -> dict:
+                     source_domain: Any = None, ceiling: float | None = None) -> dict:
     """Direct transfer, DexNDM and the whole-hand variant in ``domain``; per-seed metrics per method.
     With ``source_domain`` also ``source``: the base policy where it was trained, the reference for
-    what the gap costs and what a residual could win back (``dexndm.pipeline.report.diagnose``)."""
+    what the gap costs and what a residual could win back (``dexndm.pipeline.report.diagnose``).
+    With ``ceiling`` (a bound, rad) also ``ideal``: the residual a perfect dynamics model would give
+    (``dexndm.eval.ideal``; its source domain is ``source_domain``, nominal if None)."""
     from dexndm.eval.rotation import evaluate
     from dexndm.eval.tables import write_report
 
-    policies = {"direct": f"generalist:{generalist}"}
+    policies: dict[str, Any] = {"direct": f"generalist:{generalist}"}
     policies.update({name: f"generalist:{generalist}+residual:{path}" for name, path in residuals.items()})
+    if ceiling is not None:
+        policies["ideal"] = {"kind": "generalist", "checkpoint": generalist, "ideal": float(ceiling),
+                             "ideal_source": str(source_domain if source_domain is not None else "nominal")}
     runs = [(policies, domain, "eval")] + ([({"source": policies["direct"]}, source_domain, "eval_source")]
                                            if source_domain is not None else [])
     per_seed, files = {}, []

@@ -76,6 +76,7 @@ class RotationEnv(EnvBase):
         self.cfg = cfg
         self.domain = load_domain(cfg.domain)
         self.rng = np.random.default_rng(cfg.seed)
+        self.last_seed = cfg.seed
         self.sampler = TaskSampler(cfg, self.domain)
         self.hand = self.sampler.hand
         self.priv_layout = privileged_layout_of(cfg)
@@ -143,6 +144,7 @@ class RotationEnv(EnvBase):
 
     def _set_seed(self, seed: int | None) -> None:
         self.rng = np.random.default_rng(seed)
+        self.last_seed = seed        # what a twin env must be seeded with to draw the same episodes
 
     # ------------------------------------------------------------------ reset
     def _reset_envs(self, ids: np.ndarray, episode=None) -> None:

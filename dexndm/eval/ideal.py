@@ -1,0 +1,174 @@
+"""The ideal residual: what DexNDM's objective wins when its dynamics model is perfect (sim-to-sim only).
+
+DexNDM trains a residual a_res so that the target hand, from its own history, ends a control step where the sim
+hand would have (Sec. 3.3: min ||q_{t+1} - f(.., a_t + a_res)||, f the target hand's dynamics, learned).  When
+the target "hand" is itself a simulator, that objective can be solved exactly at every step of an episode:
+
+1. the source-domain physics (the sim) is stepped once from the target's full physics state (hand, object,
+   contacts) under the base command a_t: q_ref;
+2. the target physics is stepped from the same state under a_t + r for a few r (secant iteration per joint, r
+   clipped to +-``bound``), and the r whose q_{t+1} comes closest to q_ref is kept;
+3. the state is restored and the env steps with a_t + r.  The env's random numbers are not touched, so with
+   ``dexndm eval``'s protocol every episode sees the same draws as direct transfer; a bound of 0 reproduces it.
+
+It is privileged (it reads the simulator's state) and so a ceiling for the method, not a method: a gap it cannot
+win back is beyond any residual trained through any dynamics model, and the distance between it and the trained
+residual is what the learned model costs.  Spec: ``generalist:G.ckpt+ideal:BOUND[@SOURCE_DOMAIN]`` (source
+``nominal`` by default).  Needs domains without latency (a command must act within its own step) and with models
+of equal sizes (not backlash, which adds motor joints).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+
+from dexndm.eval.policies import GeneralistPolicy, PolicySpec
+from dexndm.hand import constants as hc
+
+#: First guess of dq_{t+1} / d(command) per joint, before the secant has two points.
+GAIN_GUESS = 0.3
+
+
+def check_domains(target: Any, source: Any, what: str = "the ideal residual") -> None:
+    """Refuse (``ValueError``, with what to do) a target or source domain with latency: the one-step inverse needs
+    a command to act within its own control step.  Domains are presets, files or ``Domain`` objects."""
+    from dexndm.sim.domain import Domain, load_domain
+
+    for name, dom in (("target", target), ("source", source)):
+        dom = dom if isinstance(dom, Domain) else load_domain(dom)
+        if dom.latency_control_steps or dom.latency_physics_steps:
+            raise ValueError(f"{what}: the {name} domain {dom.name!r} has latency; the ideal residual needs a command "
+                             "to act within its own control step (use it on domains without latency, or leave it out)")
+
+
+class IdealResidualPolicy(GeneralistPolicy):
+    """The generalist plus the residual a perfect one-step dynamics model would give; ``stats()`` reports the
+    mean one-step |q_{t+1} - q_ref| before and after the correction over running episodes (rad)."""
+
+    def __init__(self, spec: PolicySpec, iterations: int = 4):
+        if spec.ideal is None:
+            raise ValueError(f"{spec}: not an ideal-residual spec; write 'generalist:PATH.ckpt+ideal:BOUND'")
+        super().__init__(PolicySpec("generalist", spec.checkpoint))
+        self.spec = spec
+        self.bound, self.source = float(spec.ideal), spec.ideal_source
+        self.iterations = int(iterations)
+        self.meta.update(spec=str(spec), ideal_bound=self.bound, ideal_source=self.source)
+        self._twin = None
+        self._synced: tuple | None = None
+        self._ended: np.ndarray | None = None
+        self.gap = self.left = 0.0
+        self.count = 0
+
+    # -- the source-domain twin ------------------------------------------------------------------
+    def check_env(self, env) -> None:
+        super().check_env(env)
+        check_domains(env.domain, self.source, str(self.spec))
+        self._twin_for(env)                 # refuses domains of different model sizes before any episode
+
+    def _twin_for(self, env):
+        if self._twin is None or self._twin[0] is not env:
+            from dexndm.sim import make_env
+
+            self.close()
+            twin = make_env({**env.cfg.to_dict(), "domain": self.source})
+            a, b = twin.physics, env.physics
+            if (a.nq, a.nv, a.nu, a.nstate) != (b.nq, b.nv, b.nu, b.nstate):
+                twin.close()
+                raise ValueError(f"{self.spec}: the source domain {self.source!r} and the target domain "
+                                 f"{env.domain.name!r} build models of different sizes (nq {a.nq} vs {b.nq}, nv {a.nv} "
+                                 f"vs {b.nv}); the ideal residual copies states between them (backlash adds joints)")
+            self._twin = (env, twin)
+            self._synced = None
+        return self._twin[1]
+
+    def _sync(self, env):
+        """The twin, reset to the target's current round (same seed, same draws: checked)."""
+        twin = self._twin_for(env)
+        key = (env.last_seed, env.env0_resets)
+        if key != self._synced:
+            if env.last_seed is None:
+                raise RuntimeError("the ideal residual needs the env seeded before each round (env.set_seed)")
+            twin.set_seed(env.last_seed, static_seed=True)
+            twin.reset()
+            for name in ("object_index", "object_scale", "mass"):
+                if not np.allclose(getattr(twin, name), getattr(env, name)):
+                    raise RuntimeError(f"{self.spec}: the source twin drew another {name} than the target env; "
+                                       "the two domains' samplers consume random numbers differently")
+            self._synced, self._ended = key, np.zeros(int(env.batch_size[0]), bool)
+        return twin
+
+    def close(self) -> None:
+        if self._twin is not None:
+            self._twin[1].close()
+            self._twin = None
+
+    # -- acting ----------------------------------------------------------------------------------
+    @staticmethod
+    def _step_q(env_like, controller, command: np.ndarray, state, warm, xfrc) -> np.ndarray:
+        """q ``[N, 16]`` after one control step of ``env_like.physics`` from (state, warm) under ``command``."""
+        ctrl = copy.deepcopy(controller).absolute(command).copy()
+        physics = env_like.physics
+        physics.state[:] = state
+        physics.warmstart[:] = warm
+        physics.step(ctrl, xfrc)
+        return env_like.hand.joint_positions(physics.qpos).copy()
+
+    def solve(self, env, a_t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(r ``[N, 16]``, one-step gap before, after ``[N]``, rad) for chain targets ``a_t [N, 16]``; every
+        physics state is left as it was."""
+        twin = self._sync(env)
+        lo, hi = hc.JOINT_LOWER, hc.JOINT_UPPER
+        tgt = env.physics
+        state, warm, diverged = tgt.state.copy(), tgt.warmstart.copy(), tgt.diverged.copy()
+        src_ctl = copy.deepcopy(twin.control)
+        src_ctl.queue[:] = env.control.applied
+        src_ctl.applied = env.control.applied.copy()
+        q_ref = self._step_q(twin, src_ctl, a_t, state, warm, env._xfrc)
+
+        r, r_prev, e_prev = np.zeros_like(a_t), None, None
+        best_r, best_err = r.copy(), np.full(len(a_t), np.inf)
+        slope = np.full_like(a_t, GAIN_GUESS)
+        for k in range(max(self.iterations, 1)):
+            e = q_ref - self._step_q(env, env.control, np.clip(a_t + r, lo, hi), state, warm, env._xfrc)
+            err = np.abs(e).mean(-1)
+            gap = err if k == 0 else gap
+            better = err < best_err
+            best_r[better], best_err[better] = r[better], err[better]
+            if e_prev is not None:
+                dr = r - r_prev
+                ok = np.abs(dr) > 1e-6
+                slope[ok] = np.clip((e_prev - e)[ok] / dr[ok], 0.05, 1.5)
+            r_prev, e_prev = r.copy(), e
+            r = np.clip(r + e / slope, -self.bound, self.bound)
+        tgt.state[:], tgt.warmstart[:], tgt.diverged = state, warm, diverged
+        return best_r, gap, best_err
+
+    @torch.no_grad()
+    def act(self, td, env):
+        obs = td["policy_obs"]
+        action = torch.nan_to_num(self.policy.base(obs), nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
+        lo, hi = hc.JOINT_LOWER, hc.JOINT_UPPER
+        a_t = np.clip(env.control.target + env.cfg.action_scale * action.double().numpy(), lo, hi)
+        r, gap, left = self.solve(env, a_t)
+        self.record(td, gap, left)
+        return action, torch.as_tensor(np.clip(a_t + r, lo, hi) - a_t, dtype=torch.float32)
+
+    def record(self, td, gap: np.ndarray, left: np.ndarray) -> None:
+        """Add one step's gaps ``[N]`` (rad) over the envs whose first episode of the round still runs."""
+        if "episode_ended" in td.keys():
+            self._ended |= td["episode_ended"].reshape(-1).numpy()
+        running = ~self._ended
+        if running.any():
+            self.gap += float(np.asarray(gap)[running].mean())
+            self.left += float(np.asarray(left)[running].mean())
+            self.count += 1
+
+    def stats(self) -> dict[str, Any]:
+        """Mean one-step gap to the sim before and after the correction (mrad), over the steps acted so far."""
+        n = max(self.count, 1)
+        return {"one_step_gap_mrad": 1e3 * self.gap / n, "one_step_left_mrad": 1e3 * self.left / n,
+                "steps": self.count}

@@ -1,0 +1,176 @@
+"""What would DexNDM win back with a perfect dynamics model?  And with the learned ones, minus the network?
+
+Runs, in the TARGET domain with ``dexndm eval``'s protocol (same seeds, same draws for every policy):
+
+* ``source``: the generalist in the source domain (what the gap costs);
+* ``direct``: the generalist in the target domain;
+* ``ideal_B``: the generalist plus the ideal residual of bound B (``dexndm.eval.ideal``): DexNDM's one-step
+  objective solved exactly with the simulators at every step (privileged: a ceiling, not a method);
+* ``NAME_B`` for each ``--model-inverse NAME=TARGET.ckpt[,SOURCE.ckpt]``: the same one-step inverse solved
+  through learned joint-wise dynamics models, at deployment, with no residual network (so no fitting error and
+  no train-on-sim-states / deploy-on-target-states shift).  The reference is the source model's prediction, or
+  with no source model the source simulator's step; the target's answer is the fine-tuned target model's.
+  Histories are the target hand's measured joints and the commands actually sent.
+
+    PYTHONPATH=. python experiments/pipeline_cylinders_tip/ideal_residual.py --generalist G \\
+        --domain experiments/pipeline_interim/weak_hand.yaml --bounds 0.02 0.1 --out outputs/ideal_weak.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dexndm.eval.ideal import GAIN_GUESS, IdealResidualPolicy
+from dexndm.eval.policies import GeneralistPolicy, PolicySpec, parse_policy
+from dexndm.eval.rotation import Condition, aggregate, policy_env_requirements, run_episodes
+from dexndm.hand import constants as hc
+from dexndm.sim import make_env
+
+J = hc.NUM_JOINTS
+
+
+class ModelInverse(IdealResidualPolicy):
+    """The ideal residual's inverse, through learned models (see the module docstring)."""
+
+    def __init__(self, generalist: str, source: str, bound: float, target_model: str, source_model: str | None,
+                 iterations: int = 6):
+        from dexndm.models.lit_dynamics import load_dynamics
+
+        super().__init__(PolicySpec("generalist", generalist, ideal=bound, ideal_source=source), iterations)
+        self.f_tgt = load_dynamics(target_model)[0]
+        self.f_src = load_dynamics(source_model)[0] if source_model else None
+        self.W = self.f_tgt.window
+        if self.f_src is not None and self.f_src.window != self.W:
+            raise ValueError(f"source and target models have windows {self.f_src.window} and {self.W}")
+        self.qh = self.ah = self.last_sent = None
+
+    def _histories(self, env, q_t: torch.Tensor) -> None:
+        """q_{t-W+1..t} and the commands sent a_{t-W+1..t-1}; a fresh episode repeats its first q and hold target."""
+        fresh = torch.as_tensor(env.tracker.steps == 0)
+        if self.qh is None:
+            fresh[:] = True
+            self.qh, self.ah = q_t[:, None].repeat(1, self.W, 1), torch.zeros(len(q_t), self.W - 1, J)
+        else:
+            self.qh = torch.cat((self.qh[:, 1:], q_t[:, None]), 1)
+            self.ah = torch.cat((self.ah[:, 1:], self.last_sent[:, None]), 1)
+        self.qh[fresh] = q_t[fresh, None]
+        self.ah[fresh] = torch.as_tensor(env.control.target, dtype=torch.float32)[fresh, None]
+
+    @torch.no_grad()
+    def act(self, td, env):
+        twin = self._sync(env)
+        obs = td["policy_obs"]
+        action = torch.nan_to_num(self.policy.base(obs), nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
+        lo, hi = torch.as_tensor(hc.JOINT_LOWER).float(), torch.as_tensor(hc.JOINT_UPPER).float()
+        self._histories(env, self.last_q(obs, env).float())
+        a_t = torch.minimum(torch.maximum(torch.as_tensor(env.control.target).float()
+                                          + env.cfg.action_scale * action, lo), hi)
+        f = lambda model, a: model(self.qh, torch.cat((self.ah, a[:, None]), 1))  # noqa: E731
+        if self.f_src is not None:
+            q_ref = f(self.f_src, a_t)
+        else:
+            import copy
+
+            ctl = copy.deepcopy(twin.control)
+            ctl.queue[:] = env.control.applied
+            ctl.applied = env.control.applied.copy()
+            state, warm = env.physics.state.copy(), env.physics.warmstart.copy()
+            q_ref = torch.as_tensor(self._step_q(twin, ctl, a_t.double().numpy(), state, warm, env._xfrc)).float()
+        r, r_prev, e_prev = torch.zeros_like(a_t), None, None
+        slope = torch.full_like(a_t, GAIN_GUESS)
+        best_r, best_err = r.clone(), torch.full((len(a_t),), float("inf"))
+        for k in range(self.iterations):
+            e = q_ref - f(self.f_tgt, torch.minimum(torch.maximum(a_t + r, lo), hi))
+            err = e.abs().mean(-1)
+            gap = err if k == 0 else gap
+            better = err < best_err
+            best_r[better], best_err[better] = r[better], err[better]
+            if e_prev is not None:
+                dr = r - r_prev
+                ok = dr.abs() > 1e-6
+                slope[ok] = ((e_prev - e)[ok] / dr[ok]).clamp(0.05, 1.5)
+            r_prev, e_prev = r.clone(), e
+            r = (r + e / slope).clamp(-self.bound, self.bound)
+        self.last_sent = torch.minimum(torch.maximum(a_t + best_r, lo), hi)
+        self.record(td, gap.numpy(), best_err.numpy())
+        return action, self.last_sent - a_t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--generalist", required=True)
+    p.add_argument("--domain", required=True, help="target domain (preset name or file)")
+    p.add_argument("--source-domain", default="nominal")
+    p.add_argument("--object-set", default="cylinders")
+    p.add_argument("--axes", default="+z")
+    p.add_argument("--wrist", default="palm_up")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--episodes", type=int, default=32)
+    p.add_argument("--bounds", type=float, nargs="+", default=[0.0, 0.02, 0.1])
+    p.add_argument("--iterations", type=int, default=4)
+    p.add_argument("--model-inverse", action="append", default=[],
+                   help="NAME=TARGET_MODEL.ckpt[,SOURCE_MODEL.ckpt]: the inverse through learned joint-wise models "
+                        "(no source model: the source simulator is the reference); run at every bound (repeatable)")
+    p.add_argument("--no-ideal", action="store_true", help="skip the simulator inverse (run only --model-inverse)")
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+
+    base = GeneralistPolicy(parse_policy(f"generalist:{args.generalist}"))
+    env_cfg = {**policy_env_requirements({"g": base}), "max_sag": None, "nthread": 1}
+
+    def build(domain: str):
+        cond = Condition(domain, args.object_set, args.axes, args.wrist)
+        return make_env(env_cfg, num_envs=args.episodes, seed=args.seeds[0], **cond.env_overrides())
+
+    tgt, src = build(args.domain), build(args.source_domain)
+    runs = {"source": (base, src), "direct": (base, tgt)}
+    for bound in args.bounds:
+        if not args.no_ideal:
+            spec = PolicySpec("generalist", args.generalist, ideal=bound, ideal_source=args.source_domain)
+            runs[f"ideal_{bound:g}"] = (IdealResidualPolicy(spec, args.iterations), tgt)
+        for item in args.model_inverse:
+            name, _, paths = item.partition("=")
+            target_model, _, source_model = paths.partition(",")
+            if not target_model:
+                raise SystemExit(f"--model-inverse takes NAME=TARGET.ckpt[,SOURCE.ckpt], got {item!r}")
+            runs[f"{name}_{bound:g}"] = (ModelInverse(args.generalist, args.source_domain, bound, target_model,
+                                                      source_model or None), tgt)
+    results: dict[str, dict] = {}
+    try:
+        for name, (policy, env) in runs.items():
+            policy.check_env(env)
+            start = time.perf_counter()
+            row = aggregate({s: run_episodes(policy, env, args.episodes, s) for s in args.seeds})
+            row["seconds"] = time.perf_counter() - start
+            if isinstance(policy, IdealResidualPolicy):
+                row.update(policy.stats())
+                policy.close()
+            results[name] = row
+            extra = (f", one-step gap {row['one_step_gap_mrad']:.2f} -> {row['one_step_left_mrad']:.2f} mrad"
+                     if "one_step_gap_mrad" in row else "")
+            print(f"{name:>12}: rot {row['mean']['rot_rad']:.3f} +- {row['std']['rot_rad']:.3f} rad, TTF "
+                  f"{row['mean']['ttf']:.3f}; per seed rot " +
+                  " / ".join(f"{v['rot_rad']:.3f}" for v in row["per_seed"].values()) +
+                  f" ({row['seconds']:.0f} s){extra}", flush=True)
+    finally:
+        src.close()
+        tgt.close()
+    direct = results["direct"]["per_seed"]
+    for name, row in results.items():
+        diffs = [row["per_seed"][s]["rot_rad"] - direct[s]["rot_rad"] for s in direct]
+        ttf = [row["per_seed"][s]["ttf"] - direct[s]["ttf"] for s in direct]
+        row["paired_minus_direct"] = {"rot_rad": diffs, "ttf": ttf}
+        print(f"{name:>12} minus direct: rot {np.mean(diffs):+.3f} +- {np.std(diffs):.3f} "
+              f"({' / '.join(f'{d:+.2f}' for d in diffs)}), TTF {np.mean(ttf):+.3f}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
