@@ -14,7 +14,8 @@ that ``gain`` compares against; ``every_seed`` says the sign held on every seed.
 ``diagnosis`` answers the issue's "where no gain appears, why?" with what the run measured:
 ``gap`` (per metric: the base policy in the source domain minus direct transfer, i.e. what the
 reality gap costs and the most a residual could win back, and the fraction each residual method
-recovered), ``residual`` (per dynamics variant: the tracking error its frozen model predicts on the
+recovered; with ``evaluate.ceiling`` also the simulator-computed ideal residual's, ``dexndm.eval.ideal``:
+what a perfect dynamics model would recover), ``residual`` (per dynamics variant: the tracking error its frozen model predicts on the
 sim rollouts without and with the residual, over the residual's training horizon, their ratio, and
 the mean |a_res|) and ``dynamics``
 (each fine-tuned model's best eval loss, and, for one-step residuals, ``gap_over_error``: the tracking error it predicts on the

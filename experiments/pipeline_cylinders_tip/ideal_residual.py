@@ -18,7 +18,6 @@ Runs, in the TARGET domain with ``dexndm eval``'s protocol (same seeds, same dra
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from dexndm.eval.policies import GeneralistPolicy, PolicySpec, parse_policy
 from dexndm.eval.rotation import Condition, aggregate, policy_env_requirements, run_episodes
 from dexndm.hand import constants as hc
 from dexndm.sim import make_env
+from replay_tracking import replay_parser
 
 J = hc.NUM_JOINTS
 
@@ -103,22 +103,13 @@ class ModelInverse(IdealResidualPolicy):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--generalist", required=True)
-    p.add_argument("--domain", required=True, help="target domain (preset name or file)")
-    p.add_argument("--source-domain", default="nominal")
-    p.add_argument("--object-set", default="cylinders")
-    p.add_argument("--axes", default="+z")
-    p.add_argument("--wrist", default="palm_up")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--episodes", type=int, default=32)
+    p = replay_parser(__doc__.split("\n\n")[0])      # --envs: episodes per seed, one round
     p.add_argument("--bounds", type=float, nargs="+", default=[0.0, 0.02, 0.1])
     p.add_argument("--iterations", type=int, default=4)
     p.add_argument("--model-inverse", action="append", default=[],
                    help="NAME=TARGET_MODEL.ckpt[,SOURCE_MODEL.ckpt]: the inverse through learned joint-wise models "
                         "(no source model: the source simulator is the reference); run at every bound (repeatable)")
     p.add_argument("--no-ideal", action="store_true", help="skip the simulator inverse (run only --model-inverse)")
-    p.add_argument("--out", required=True)
     args = p.parse_args()
 
     base = GeneralistPolicy(parse_policy(f"generalist:{args.generalist}"))
@@ -126,7 +117,7 @@ def main() -> None:
 
     def build(domain: str):
         cond = Condition(domain, args.object_set, args.axes, args.wrist)
-        return make_env(env_cfg, num_envs=args.episodes, seed=args.seeds[0], **cond.env_overrides())
+        return make_env(env_cfg, num_envs=args.envs, seed=args.seeds[0], **cond.env_overrides())
 
     tgt, src = build(args.domain), build(args.source_domain)
     runs = {"source": (base, src), "direct": (base, tgt)}
@@ -146,7 +137,7 @@ def main() -> None:
         for name, (policy, env) in runs.items():
             policy.check_env(env)
             start = time.perf_counter()
-            row = aggregate({s: run_episodes(policy, env, args.episodes, s) for s in args.seeds})
+            row = aggregate({s: run_episodes(policy, env, args.envs, s) for s in args.seeds})
             row["seconds"] = time.perf_counter() - start
             if isinstance(policy, IdealResidualPolicy):
                 row.update(policy.stats())
