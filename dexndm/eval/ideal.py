@@ -132,10 +132,11 @@ class IdealResidualPolicy(GeneralistPolicy):
         r, r_prev, e_prev = np.zeros_like(a_t), None, None
         best_r, best_err = r.copy(), np.full(len(a_t), np.inf)
         slope = np.full_like(a_t, GAIN_GUESS)
-        for k in range(max(self.iterations, 1)):
+        gap = None
+        for _ in range(max(self.iterations, 1)):
             e = q_ref - self._step_q(env, env.control, np.clip(a_t + r, lo, hi), state, warm, env._xfrc)
             err = np.abs(e).mean(-1)
-            gap = err if k == 0 else gap
+            gap = err if gap is None else gap                  # r = 0: the uncorrected gap
             better = err < best_err
             best_r[better], best_err[better] = r[better], err[better]
             if e_prev is not None:

@@ -15,7 +15,7 @@ One place turns what a user writes into something that acts, for evaluation
   model would give, computed from the simulators themselves (``dexndm.eval.ideal``): the
   ceiling of the residual in sim-to-sim benchmarks, not a deployable policy.
 
-A spec is such a string or a mapping ``{kind, checkpoint, residual}``; every checkpoint is
+A spec is such a string or a mapping ``{kind, checkpoint, residual, ideal, ideal_source}``; every checkpoint is
 loaded with ``torch.load(..., weights_only=True)`` by its loader, and a policy refuses an
 environment whose observation layout differs from the one it was trained on.
 """

@@ -53,6 +53,8 @@ METHOD_NAMES: dict[str, str] = {
     "ideal": "Ideal residual (simulator-computed ceiling)",
 }
 RESIDUAL_METHODS = {"dexndm": "jointwise", "wholehand": "wholehand"}   # report method -> dynamics variant
+#: Methods whose share of the gap the diagnosis reports: the residuals, and the ideal one (``evaluate.ceiling``).
+WON_BACK_METHODS = (*RESIDUAL_METHODS, "ideal")
 #: Below this gap_over_error the model barely sees the gap (MSEs add: a gap as large as the model's
 #: error doubles it); the report then says so.
 GAP_VISIBLE = 1.5
@@ -145,7 +147,7 @@ def diagnose(methods: dict[str, dict], stages: dict[str, dict]) -> dict:
             spread = max(methods["source"][m]["std"], methods["direct"][m]["std"])
             # a cost within the seeds' spread leaves nothing measurable to win back: no fraction then
             row = {"cost": cost, "spread": spread, "cost_exceeds_spread": abs(cost) > spread}
-            for name in (*RESIDUAL_METHODS, "ideal"):
+            for name in WON_BACK_METHODS:
                 if m in methods.get(name, {}):
                     won = methods[name][m]["mean"] - methods["direct"][m]["mean"]
                     row[f"{name}_won"] = won
@@ -181,7 +183,7 @@ def diagnosis_lines(diag: dict) -> list[str]:
     for m, g in diag.get("gap", {}).items():
         won = ", ".join(f"{METHOD_NAMES[n].split(' (')[0]} {g[f'{n}_won']:+.3f}"
                         + (f" ({g[f'{n}_recovered']:+.0%} of it)" if g.get(f"{n}_recovered") is not None else "")
-                        for n in (*RESIDUAL_METHODS, "ideal") if f"{n}_won" in g)
+                        for n in WON_BACK_METHODS if f"{n}_won" in g)
         verdict = "" if g["cost_exceeds_spread"] else ", within the seeds' spread: nothing measurable to win back"
         lines.append(f"- {METRICS[m]}: the gap costs direct transfer {g['cost']:+.3f} against the source domain "
                      f"(spread {g['spread']:.3f}{verdict}); won back: {won or 'n/a'}")
