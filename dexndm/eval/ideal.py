@@ -60,6 +60,7 @@ class IdealResidualPolicy(GeneralistPolicy):
         self._twin = None
         self._synced: tuple | None = None
         self._ended: np.ndarray | None = None
+        self.last_chain: np.ndarray | None = None    # a_t [N, 16] of the last step acted (rad)
         self.gap = self.left = 0.0
         self.count = 0
 
@@ -117,17 +118,22 @@ class IdealResidualPolicy(GeneralistPolicy):
         physics.step(ctrl, xfrc)
         return env_like.hand.joint_positions(physics.qpos).copy()
 
-    def solve(self, env, a_t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(r ``[N, 16]``, one-step gap before, after ``[N]``, rad) for chain targets ``a_t [N, 16]``; every
-        physics state is left as it was."""
+    def reference_q(self, env, a_t: np.ndarray) -> np.ndarray:
+        """Where the source (sim) hand would end this control step ``[N, 16]``: its physics stepped once from the
+        target env's full state under the chain targets ``a_t [N, 16]``, after the command now in effect."""
         twin = self._sync(env)
-        lo, hi = hc.JOINT_LOWER, hc.JOINT_UPPER
-        tgt = env.physics
-        state, warm, diverged = tgt.state.copy(), tgt.warmstart.copy(), tgt.diverged.copy()
         src_ctl = copy.deepcopy(twin.control)
         src_ctl.queue[:] = env.control.applied
         src_ctl.applied = env.control.applied.copy()
-        q_ref = self._step_q(twin, src_ctl, a_t, state, warm, env._xfrc)
+        return self._step_q(twin, src_ctl, a_t, env.physics.state.copy(), env.physics.warmstart.copy(), env._xfrc)
+
+    def solve(self, env, a_t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(r ``[N, 16]``, one-step gap before, after ``[N]``, rad) for chain targets ``a_t [N, 16]``; every
+        physics state is left as it was."""
+        lo, hi = hc.JOINT_LOWER, hc.JOINT_UPPER
+        tgt = env.physics
+        state, warm, diverged = tgt.state.copy(), tgt.warmstart.copy(), tgt.diverged.copy()
+        q_ref = self.reference_q(env, a_t)
 
         r, r_prev, e_prev = np.zeros_like(a_t), None, None
         best_r, best_err = r.copy(), np.full(len(a_t), np.inf)
@@ -150,10 +156,9 @@ class IdealResidualPolicy(GeneralistPolicy):
 
     @torch.no_grad()
     def act(self, td, env):
-        obs = td["policy_obs"]
-        action = torch.nan_to_num(self.policy.base(obs), nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
+        action = self.base_action(td["policy_obs"])
         lo, hi = hc.JOINT_LOWER, hc.JOINT_UPPER
-        a_t = np.clip(env.control.target + env.cfg.action_scale * action.double().numpy(), lo, hi)
+        a_t = self.last_chain = np.clip(env.control.target + env.cfg.action_scale * action.double().numpy(), lo, hi)
         r, gap, left = self.solve(env, a_t)
         self.record(td, gap, left)
         return action, torch.as_tensor(np.clip(a_t + r, lo, hi) - a_t, dtype=torch.float32)

@@ -285,9 +285,14 @@ class GeneralistPolicy(Policy):
         return hist[:, -1, 0]
 
     @torch.no_grad()
+    def base_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The base policy's relative action ``[N, 16]`` in [-1, 1] (NaN and inf read as 0)."""
+        return torch.nan_to_num(self.policy.base(obs), nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
     def act(self, td, env):
         obs = td["policy_obs"]
-        action = torch.nan_to_num(self.policy.base(obs), nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
+        action = self.base_action(obs)
         if not self.has_residual:
             return action, None
         prev = torch.as_tensor(env.control.target, dtype=torch.float32)

@@ -25,6 +25,21 @@ from dexndm.pipeline.cache import Stage
 METHODS = ("direct", "dexndm", "wholehand")
 
 
+#: Options added after pipeline runs were cached, at the values that mean "as before the option existed": left out
+#: of the stages' cache inputs, so that those caches stay valid (empty and zero count as these values).
+LATER_OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "finetune": {"extra_data": []},
+    "residual": {"horizon": 1, "reference": None, "mean_weight": 0},
+    "evaluate": {"ceiling": None},
+}
+
+
+def _cache_inputs(cfg: dict, section: str) -> dict:
+    """``cfg[section]`` without the later options that sit at their ``LATER_OPTION_DEFAULTS``."""
+    later = LATER_OPTION_DEFAULTS.get(section, {})
+    return {k: v for k, v in cfg[section].items() if k not in later or (v or later[k]) != later[k]}
+
+
 def _need(path: str, what: str, fix: str) -> str:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{what} {path!r} does not exist; {fix}")
@@ -94,7 +109,7 @@ def build_stages(cfg: dict) -> list[Stage]:
     stages.append(Stage("evaluate", evaluate, lambda r: {
         "generalist": generalist(r), "domain": _domain_key(cfg["domain"]), "task": task, "env": cfg.get("env"),
         "source_domain": _domain_key(cfg["source_domain"]),
-        **{k: v for k, v in cfg["evaluate"].items() if not (k == "ceiling" and v is None)},   # old caches stay valid
+        **_cache_inputs(cfg, "evaluate"),
         "residuals": {"dexndm": r["residual_jointwise"]["checkpoint"],
                       "wholehand": r["residual_wholehand"]["checkpoint"]}},
         "evaluate direct transfer, DexNDM and whole-hand in the target domain, the base policy in the source domain"))
@@ -137,7 +152,7 @@ def _finetune_stage(cfg: dict, variant: str, pretrained) -> Stage:
 
     return Stage(f"finetune_{variant}", fn, lambda r: {
         "data": r["chaos_box"]["out"], "pretrained": pretrained(r), "pretrained_sha256": file_sha256(pretrained(r)),
-        **{k: v for k, v in cfg["finetune"].items() if k != "extra_data" or v},   # none: as before it existed
+        **_cache_inputs(cfg, "finetune"),
         **({"extra_sha256": [file_sha256(p) for p in extra]} if extra else {})},
         f"fine-tune the sim-pretrained {variant} dynamics on the Chaos Box data"
         + (f" and {len(extra)} more target-domain file(s)" if extra else ""))
@@ -170,10 +185,9 @@ def _residual_stage(cfg: dict, variant: str) -> Stage:
             f"model.mean_weight={r.get('mean_weight', 0.0)}",
             "~callbacks.progress", "+trainer.enable_progress_bar=false"])}
 
-    skip = {"horizon": 1, "reference": None, "mean_weight": 0}   # at these values: as before the options existed
     return Stage(f"residual_{variant}", fn, lambda r: {
         "data": r["sim_rollouts"]["out"], "dynamics": r[f"finetune_{variant}"]["checkpoint"],
-        **{k: v for k, v in cfg["residual"].items() if k not in skip or (v or skip[k]) != skip[k]},
+        **_cache_inputs(cfg, "residual"),
         **({"reference_sha256": file_sha256(str(ref))} if ref is not None else {})},
         f"train the residual through the fine-tuned {variant} dynamics")
 

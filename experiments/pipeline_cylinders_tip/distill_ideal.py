@@ -47,9 +47,7 @@ class RecordingIdeal(IdealResidualPolicy):
     def act(self, td, env):
         action, offset = super().act(td, env)
         alive = ~self._ended
-        a_t = env.control.target + env.cfg.action_scale * action.double().numpy()
-        a_t = np.clip(a_t, self.lower.numpy(), self.upper.numpy())
-        self.rows.append((td["policy_obs"].numpy()[alive].copy(), a_t[alive].astype(np.float32),
+        self.rows.append((td["policy_obs"].numpy()[alive].copy(), self.last_chain[alive].astype(np.float32),
                           offset.numpy()[alive].copy(), self.round * len(alive) + np.flatnonzero(alive)))
         return action, offset
 

@@ -64,9 +64,9 @@ class ModelInverse(IdealResidualPolicy):
 
     @torch.no_grad()
     def act(self, td, env):
-        twin = self._sync(env)
+        self._sync(env)
         obs = td["policy_obs"]
-        action = torch.nan_to_num(self.policy.base(obs), nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
+        action = self.base_action(obs)
         lo, hi = torch.as_tensor(hc.JOINT_LOWER).float(), torch.as_tensor(hc.JOINT_UPPER).float()
         self._histories(env, self.last_q(obs, env).float())
         a_t = torch.minimum(torch.maximum(torch.as_tensor(env.control.target).float()
@@ -75,13 +75,7 @@ class ModelInverse(IdealResidualPolicy):
         if self.f_src is not None:
             q_ref = f(self.f_src, a_t)
         else:
-            import copy
-
-            ctl = copy.deepcopy(twin.control)
-            ctl.queue[:] = env.control.applied
-            ctl.applied = env.control.applied.copy()
-            state, warm = env.physics.state.copy(), env.physics.warmstart.copy()
-            q_ref = torch.as_tensor(self._step_q(twin, ctl, a_t.double().numpy(), state, warm, env._xfrc)).float()
+            q_ref = torch.as_tensor(self.reference_q(env, a_t.double().numpy())).float()
         r, r_prev, e_prev = torch.zeros_like(a_t), None, None
         slope = torch.full_like(a_t, GAIN_GUESS)
         best_r, best_err = r.clone(), torch.full((len(a_t),), float("inf"))
