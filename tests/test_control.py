@@ -37,6 +37,18 @@ def test_latency_delays_commands_by_control_and_physics_steps():
     np.testing.assert_array_equal(second[:, 2:], 0.1)   # then the one from a control step ago
 
 
+def test_preview_returns_what_absolute_would_and_changes_nothing():
+    c = HandController(1, load_domain("latency"))
+    c.reset(np.arange(1), np.zeros((1, 16)))
+    c.absolute(np.full((1, 16), 0.1))
+    before = {k: np.copy(getattr(c, k)) for k in ("target", "sent", "queue", "applied", "ctrl")}
+    seen = c.preview(np.full((1, 16), 0.3), offset=np.full((1, 16), 0.05)).copy()
+    for k, v in before.items():
+        np.testing.assert_array_equal(getattr(c, k), v, err_msg=k)
+    np.testing.assert_array_equal(seen, c.absolute(np.full((1, 16), 0.3), offset=np.full((1, 16), 0.05)))
+    assert seen[0, -1, 0] == 0.1                    # a control step of latency: the previous command acts
+
+
 def test_encoder_bias_and_noise():
     domain = load_domain("sensor_noise")
     c = HandController(1, domain)

@@ -21,7 +21,7 @@ of equal sizes (not backlash, which adds motor joints).
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -31,6 +31,31 @@ from dexndm.hand import constants as hc
 
 #: First guess of dq_{t+1} / d(command) per joint, before the secant has two points.
 GAIN_GUESS = 0.3
+
+
+def secant_correction(predict: Callable[[np.ndarray], np.ndarray], q_ref: np.ndarray, a_t: np.ndarray, bound: float,
+                      iterations: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The r within +-``bound`` (clipped to the joint limits with a_t) whose ``predict(a_t + r)`` comes closest to
+    ``q_ref``: a secant iteration per joint.  ``predict`` maps commands [N, 16] to q_{t+1} [N, 16] (a simulator
+    or a learned model).  Returns (r [N, 16], mean |error| at r = 0 [N], at the returned r [N]), rad."""
+    lo, hi = hc.JOINT_LOWER, hc.JOINT_UPPER
+    r, r_prev, e_prev = np.zeros_like(a_t), None, None
+    best_r, best_err = r.copy(), np.full(len(a_t), np.inf)
+    slope = np.full_like(a_t, GAIN_GUESS)
+    gap = None
+    for _ in range(max(iterations, 1)):
+        e = q_ref - predict(np.clip(a_t + r, lo, hi))
+        err = np.abs(e).mean(-1)
+        gap = err if gap is None else gap                  # r = 0: the uncorrected gap
+        better = err < best_err
+        best_r[better], best_err[better] = r[better], err[better]
+        if e_prev is not None:
+            dr = r - r_prev
+            ok = np.abs(dr) > 1e-6
+            slope[ok] = np.clip((e_prev - e)[ok] / dr[ok], 0.05, 1.5)
+        r_prev, e_prev = r.copy(), e
+        r = np.clip(r + e / slope, -bound, bound)
+    return best_r, gap, best_err
 
 
 def check_domains(target: Any, source: Any, what: str = "the ideal residual") -> None:
@@ -111,48 +136,30 @@ class IdealResidualPolicy(GeneralistPolicy):
     @staticmethod
     def _step_q(env_like, controller, command: np.ndarray, state, warm, xfrc) -> np.ndarray:
         """q ``[N, 16]`` after one control step of ``env_like.physics`` from (state, warm) under ``command``."""
-        ctrl = copy.deepcopy(controller).absolute(command).copy()
         physics = env_like.physics
         physics.state[:] = state
         physics.warmstart[:] = warm
-        physics.step(ctrl, xfrc)
+        physics.step(controller.preview(command).copy(), xfrc)
         return env_like.hand.joint_positions(physics.qpos).copy()
 
     def reference_q(self, env, a_t: np.ndarray) -> np.ndarray:
         """Where the source (sim) hand would end this control step ``[N, 16]``: its physics stepped once from the
         target env's full state under the chain targets ``a_t [N, 16]``, after the command now in effect."""
         twin = self._sync(env)
-        src_ctl = copy.deepcopy(twin.control)
-        src_ctl.queue[:] = env.control.applied
-        src_ctl.applied = env.control.applied.copy()
+        src_ctl = copy.copy(twin.control)                  # the source's controller with the target's command state
+        src_ctl.queue, src_ctl.applied = env.control.queue.copy(), env.control.applied.copy()
         return self._step_q(twin, src_ctl, a_t, env.physics.state.copy(), env.physics.warmstart.copy(), env._xfrc)
 
     def solve(self, env, a_t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(r ``[N, 16]``, one-step gap before, after ``[N]``, rad) for chain targets ``a_t [N, 16]``; every
         physics state is left as it was."""
-        lo, hi = hc.JOINT_LOWER, hc.JOINT_UPPER
         tgt = env.physics
         state, warm, diverged = tgt.state.copy(), tgt.warmstart.copy(), tgt.diverged.copy()
         q_ref = self.reference_q(env, a_t)
-
-        r, r_prev, e_prev = np.zeros_like(a_t), None, None
-        best_r, best_err = r.copy(), np.full(len(a_t), np.inf)
-        slope = np.full_like(a_t, GAIN_GUESS)
-        gap = None
-        for _ in range(max(self.iterations, 1)):
-            e = q_ref - self._step_q(env, env.control, np.clip(a_t + r, lo, hi), state, warm, env._xfrc)
-            err = np.abs(e).mean(-1)
-            gap = err if gap is None else gap                  # r = 0: the uncorrected gap
-            better = err < best_err
-            best_r[better], best_err[better] = r[better], err[better]
-            if e_prev is not None:
-                dr = r - r_prev
-                ok = np.abs(dr) > 1e-6
-                slope[ok] = np.clip((e_prev - e)[ok] / dr[ok], 0.05, 1.5)
-            r_prev, e_prev = r.copy(), e
-            r = np.clip(r + e / slope, -self.bound, self.bound)
+        step = lambda command: self._step_q(env, env.control, command, state, warm, env._xfrc)  # noqa: E731
+        r, gap, left = secant_correction(step, q_ref, a_t, self.bound, self.iterations)
         tgt.state[:], tgt.warmstart[:], tgt.diverged = state, warm, diverged
-        return best_r, gap, best_err
+        return r, gap, left
 
     @torch.no_grad()
     def act(self, td, env):

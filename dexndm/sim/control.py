@@ -73,6 +73,16 @@ class HandController:
         self.ctrl[:, p:] = self.applied[:, None]
         return self.ctrl
 
+    def preview(self, target: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+        """The ctrl [N, substeps, 16] that ``absolute(target, offset)`` would return, leaving the controller
+        as it is (for probes that try several commands from one state)."""
+        saved = self.target, self.sent, self.queue, self.applied, self.ctrl
+        self.ctrl = self.ctrl.copy()            # absolute writes ctrl in place; it replaces the others
+        try:
+            return self.absolute(target, offset)
+        finally:
+            self.target, self.sent, self.queue, self.applied, self.ctrl = saved
+
     def measure(self, q: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Joint positions [K, 16] as the encoders report them."""
         out = q + self.domain.joint_bias

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dexndm.eval.ideal import GAIN_GUESS, IdealResidualPolicy
+from dexndm.eval.ideal import IdealResidualPolicy, secant_correction
 from dexndm.eval.policies import GeneralistPolicy, PolicySpec, parse_policy
 from dexndm.eval.rotation import Condition, aggregate, policy_env_requirements, run_episodes
 from dexndm.hand import constants as hc
@@ -73,26 +73,13 @@ class ModelInverse(IdealResidualPolicy):
                                           + env.cfg.action_scale * action, lo), hi)
         f = lambda model, a: model(self.qh, torch.cat((self.ah, a[:, None]), 1))  # noqa: E731
         if self.f_src is not None:
-            q_ref = f(self.f_src, a_t)
+            q_ref = f(self.f_src, a_t).double().numpy()
         else:
-            q_ref = torch.as_tensor(self.reference_q(env, a_t.double().numpy())).float()
-        r, r_prev, e_prev = torch.zeros_like(a_t), None, None
-        slope = torch.full_like(a_t, GAIN_GUESS)
-        best_r, best_err = r.clone(), torch.full((len(a_t),), float("inf"))
-        for k in range(self.iterations):
-            e = q_ref - f(self.f_tgt, torch.minimum(torch.maximum(a_t + r, lo), hi))
-            err = e.abs().mean(-1)
-            gap = err if k == 0 else gap
-            better = err < best_err
-            best_r[better], best_err[better] = r[better], err[better]
-            if e_prev is not None:
-                dr = r - r_prev
-                ok = dr.abs() > 1e-6
-                slope[ok] = ((e_prev - e)[ok] / dr[ok]).clamp(0.05, 1.5)
-            r_prev, e_prev = r.clone(), e
-            r = (r + e / slope).clamp(-self.bound, self.bound)
-        self.last_sent = torch.minimum(torch.maximum(a_t + best_r, lo), hi)
-        self.record(td, gap.numpy(), best_err.numpy())
+            q_ref = self.reference_q(env, a_t.double().numpy())
+        predict = lambda command: f(self.f_tgt, torch.as_tensor(command).float()).double().numpy()  # noqa: E731
+        r, gap, left = secant_correction(predict, q_ref, a_t.double().numpy(), self.bound, self.iterations)
+        self.last_sent = torch.minimum(torch.maximum(a_t + torch.as_tensor(r).float(), lo), hi)
+        self.record(td, gap, left)
         return action, self.last_sent - a_t
 
 
