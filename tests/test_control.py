@@ -49,6 +49,17 @@ def test_preview_returns_what_absolute_would_and_changes_nothing():
     assert seen[0, -1, 0] == 0.1                    # a control step of latency: the previous command acts
 
 
+def test_chain_is_what_relative_applies_and_applies_nothing():
+    c = HandController(2, load_domain(), action_scale=1 / 24)
+    c.reset(np.arange(2), np.tile(hc.CANONICAL_POSE, (2, 1)))
+    action = np.array([[5.0] * 16, [np.nan] * 8 + [-0.5] * 8])
+    nxt = c.chain(action)
+    np.testing.assert_array_equal(c.target, np.tile(hc.CANONICAL_POSE, (2, 1)))   # unchanged until applied
+    c.relative(action)
+    np.testing.assert_array_equal(c.target, nxt)
+    np.testing.assert_allclose(nxt[1, :8], hc.CANONICAL_POSE[:8])                    # NaN reads as 0
+
+
 def test_encoder_bias_and_noise():
     domain = load_domain("sensor_noise")
     c = HandController(1, domain)

@@ -165,7 +165,7 @@ class IdealResidualPolicy(GeneralistPolicy):
     def act(self, td, env):
         action = self.base_action(td["policy_obs"])
         lo, hi = hc.JOINT_LOWER, hc.JOINT_UPPER
-        a_t = self.last_chain = np.clip(env.control.target + env.cfg.action_scale * action.double().numpy(), lo, hi)
+        a_t = self.last_chain = env.control.chain(action.double().numpy())
         r, gap, left = self.solve(env, a_t)
         self.record(td, gap, left)
         return action, torch.as_tensor(np.clip(a_t + r, lo, hi) - a_t, dtype=torch.float32)

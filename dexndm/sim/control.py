@@ -52,8 +52,13 @@ class HandController:
     def relative(self, action: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
         """Apply relative actions [N, 16] (plus an optional sent-only offset [N, 16], rad);
         returns ctrl [N, substeps, 16]."""
+        return self.absolute(self.chain(action), offset)
+
+    def chain(self, action: np.ndarray) -> np.ndarray:
+        """The base chain's next targets a_t = clip(a_{t-1} + scale * clip(action, -1, 1)) [N, 16] for relative
+        actions [N, 16] (NaN and inf read as 0), without applying them."""
         action = np.clip(np.nan_to_num(action, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0)
-        return self.absolute(self.target + self.action_scale * action, offset)
+        return np.clip(self.target + self.action_scale * action, hc.JOINT_LOWER, hc.JOINT_UPPER)
 
     def absolute(self, target: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
         """Command absolute targets [N, 16] (clamped to limits; an optional offset [N, 16] is

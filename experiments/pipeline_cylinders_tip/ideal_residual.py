@@ -69,8 +69,7 @@ class ModelInverse(IdealResidualPolicy):
         action = self.base_action(obs)
         lo, hi = torch.as_tensor(hc.JOINT_LOWER).float(), torch.as_tensor(hc.JOINT_UPPER).float()
         self._histories(env, self.last_q(obs, env).float())
-        a_t = torch.minimum(torch.maximum(torch.as_tensor(env.control.target).float()
-                                          + env.cfg.action_scale * action, lo), hi)
+        a_t = torch.as_tensor(env.control.chain(action.double().numpy())).float()
         f = lambda model, a: model(self.qh, torch.cat((self.ah, a[:, None]), 1))  # noqa: E731
         if self.f_src is not None:
             q_ref = f(self.f_src, a_t).double().numpy()
