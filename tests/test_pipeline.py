@@ -114,6 +114,17 @@ def test_tiny_pipeline_writes_the_report_and_caches_stages(tmp_path, released, t
     split = json.loads((tmp_path / "finetune_jointwise" / "split.json").read_text())
     assert split["files"] == ["real", "extra_0"]                          # Chaos Box data plus the extra file
     assert {name for name, _ in split["train"] + split["val"]} == {"real", "extra_0"}
+    on_target = run(_cfg(tmp_path, released, tiny_env_cfg, ["residual.states=target", "residual.target_episodes=4"]))
+    assert on_target["timings"]["target_rollouts"] > 0 and on_target["timings"]["chaos_box"] == 0.0
+    rollouts = json.loads((tmp_path / "target_rollouts" / "stage.json").read_text())["outputs"]
+    assert rollouts["episodes"] == 4 and rollouts["out"].endswith("target_rollouts.h5")
+    with TrajectoryFile(rollouts["out"]) as f:                          # the target domain's own states
+        assert f.meta["domain"]["name"] == "latency"
+    for variant in ("jointwise", "wholehand"):
+        stage = json.loads((tmp_path / f"residual_{variant}" / "stage.json").read_text())
+        assert stage["inputs"]["data"] == rollouts["out"]
+        meta = load_residual(stage["outputs"]["checkpoint"])[1]
+        assert meta["history_commands"] == "recorded" and meta["reference_ckpt"] == released[variant]
 
 
 REFUSED_UP_FRONT = [                       # (overrides, error, message): nothing is written for any of them
@@ -122,7 +133,8 @@ REFUSED_UP_FRONT = [                       # (overrides, error, message): nothin
     (["finetune.extra_data=[/nope/task.h5]"], FileNotFoundError, "finetune.extra_data"),
     (["residual.reference={jointwise:/nope/src.ckpt}"], FileNotFoundError, "residual.reference.jointwise"),
     (["residual.reference={fingers:JOINTWISE}"], ValueError, "jointwise/wholehand"),
-    (["evaluate.ceiling=0.1"], ValueError, "has latency"),                 # the tiny run's domain is `latency`
+    (["evaluate.ceiling=0.1"], ValueError, "has latency"),
+    (["residual.states=real"], ValueError, "residual.states"),                 # the tiny run's domain is `latency`
 ]
 
 

@@ -380,3 +380,65 @@ def test_mean_penalty_removes_the_constant_offset_a_biased_model_asks_for():
     print(f"mean |per-joint mean of a_res|: mean_weight 0 -> {offsets[0.0]:.4f}, 100 -> {offsets[100.0]:.4f}")
     assert offsets[0.0] > 0.015 and offsets[100.0] < 0.3 * offsets[0.0], offsets
     assert "train/res_mean_sq_epoch" in trainer.callback_metrics
+
+
+def test_recorded_history_commands_correct_only_the_command_the_hand_has_yet_to_receive():
+    """A hand whose next state also depends on its previous command (q_{t+1} = q_t + 0.7 (a_t - q_t) + 0.3 (a_{t-1}
+    - q_{t-1})).  Deployed from states the recorded commands produced, a residual can change only a_t.  With
+    ``history_commands="corrected"`` training also shifts a_{t-1}, which the hand never received, and the learned
+    a_res misses from those states; with ``"recorded"`` it lands there (the exact answer exists: the net reads both
+    steps)."""
+    from dexndm.models.residual import training_window
+
+    class PastDependent(GapDynamics):
+        def forward(self, q_hist, a_hist):
+            return super().forward(q_hist, a_hist) + 0.3 * (a_hist[:, -2] - q_hist[:, -2])
+
+    train = sim_windows(128, 20, 0, training_window(W, 2))
+    misses = {}
+    for mode in ("corrected", "recorded"):
+        L.seed_everything(0, verbose=False)
+        model = ResidualModule(dynamics=PastDependent(), res_weight=0.0, max_residual=0.5, lr=3e-3, hidden=64,
+                               depth=2, history=2, history_commands=mode)
+        model.res.set_stats(dynamics_stats(train["q_hist"], train["a_hist"]))
+        _fit(model, train, epochs=12)
+        with torch.no_grad():
+            q_hist, a_hist, a_res = model.residual(train)
+            sent = torch.cat((a_hist[:, :-1], a_hist[:, -1:] + a_res[:, -1:]), 1)     # only a_t changes
+            misses[mode] = float((model.dynamics(q_hist, sent) - train["q_next"]).abs().mean())
+            gap = float((model.dynamics(q_hist, a_hist) - train["q_next"]).abs().mean())
+    print(f"one-step miss from recorded states: uncorrected {gap:.4f}, {misses}")
+    assert misses["recorded"] < 0.2 * gap and misses["recorded"] < 0.5 * misses["corrected"], (gap, misses)
+    with pytest.raises(ValueError, match="history_commands"):
+        ResidualModule(dynamics=GapDynamics(), history_commands="sent")
+
+
+def test_recorded_commands_over_a_horizon_reach_a_hand_with_latency():
+    """A hand that answers a command one step late (q_{t+1} = q_t + 0.7 (a_{t-1} - q_t)), tracking a reference
+    hand with the same delay and full gain.  From recorded states, a_t moves nothing within one step: the one-step
+    objective has nothing to learn and the residual stays at zero.  Over two steps a_t does land, and the residual
+    cuts the tracking error."""
+    from dexndm.models.residual import training_window
+
+    class Delayed(GapDynamics):
+        window = W
+
+        def forward(self, q_hist, a_hist):
+            return q_hist[:, -1] + self.gain * (a_hist[:, -2] - q_hist[:, -1])
+
+    res_abs, cut = {}, {}
+    for horizon in (1, 2):
+        train = sim_windows(128, 20, 0, training_window(W, 2, horizon))
+        L.seed_everything(0, verbose=False)
+        model = ResidualModule(dynamics=Delayed(), reference=Delayed(1.0), res_weight=0.0, max_residual=0.5, lr=3e-3,
+                               hidden=64, depth=2, history=2, horizon=horizon, history_commands="recorded")
+        model.res.set_stats(dynamics_stats(train["q_hist"], train["a_hist"]))
+        _fit(model, train, epochs=8)
+        with torch.no_grad():
+            res_abs[horizon] = float(model.residual(train)[2].abs().mean())
+            if horizon > 1:
+                track, a_res = model.rollout_track(train)
+                assert a_res.shape[1] == horizon                    # only a_t and the commands after it
+                cut[horizon] = float(track) / float(model.rollout_track(train, with_residual=False)[0])
+    print(f"|a_res| by horizon {res_abs}; two-step tracking error with / without the residual {cut}")
+    assert res_abs[1] == 0.0 and res_abs[2] > 0.02 and cut[2] < 0.8, (res_abs, cut)

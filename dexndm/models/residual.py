@@ -41,6 +41,14 @@ mean_weight * mean_j (E_batch[a_res_j])^2: a residual through a biased model oth
 near-constant per-joint command offsets that cancel the bias
 (``experiments/pipeline_cylinders_tip/residual_diagnosis.md``); with this term it can only
 correct what changes from state to state.
+
+``history_commands`` says what the target hand was sent before step t.  ``"corrected"`` (the paper's): every step
+of the window gets its own a_res, since a target hand that tracked the sim trajectory was sent corrected commands
+all along.  ``"recorded"`` (our extension): the window's past commands stay as recorded and only the current one,
+a_t, is corrected (with H > 1: a_t and the H - 1 commands after it): for windows whose states the recorded commands
+produced (target-domain rollouts of the policy, ``reference_ckpt`` giving what the sim would do from them), where
+correcting past commands the hand never received lets pi_res steer f_psi through a history that cannot occur.
+A hand with latency answers a_t only after it, so there H must exceed the delay in steps.
 """
 
 from __future__ import annotations
@@ -61,6 +69,8 @@ from dexndm.models.lit_dynamics import load_dynamics
 from dexndm.sim.control import CONTROL_RATE_HZ
 
 CKPT_FORMAT = "dexndm.residual.v1"
+#: What the window's past commands are in the tracking loss (see the module docstring).
+HISTORY_COMMANDS = ("corrected", "recorded")
 _PREFIX = "res."
 J = NUM_JOINTS
 
@@ -149,8 +159,11 @@ class ResidualModule(L.LightningModule):
     def __init__(self, dynamics_ckpt: str | None = None, res_weight: float = 1e-2, max_residual: float = 0.2,
                  lr: float = 1e-3, hidden: int = 256, depth: int = 2, obs_dim: int = 0, history: int = 1,
                  horizon: int = 1, dynamics: nn.Module | None = None, reference_ckpt: str | None = None,
-                 reference: nn.Module | None = None, mean_weight: float = 0.0):
+                 reference: nn.Module | None = None, mean_weight: float = 0.0,
+                 history_commands: str = "corrected"):
         super().__init__()
+        if history_commands not in HISTORY_COMMANDS:
+            raise ValueError(f"history_commands must be one of {HISTORY_COMMANDS}, got {history_commands!r}")
         reference_ckpt = None if reference_ckpt is None else str(reference_ckpt)
         if int(horizon) < 1:
             raise ValueError(f"horizon (steps rolled through the dynamics model) must be >= 1, got {horizon}")
@@ -243,7 +256,10 @@ class ResidualModule(L.LightningModule):
             return self.res(q, a_w, None if obs is None else obs[:, lo:hi], past)
 
         qs = list(q_sim[:, :c0 + 1].unbind(1))              # the target hand's states: sim's, then predicted
-        a_res = list(res_of(q_sim[:, :c0 + 1], P, c0 + 1).unbind(1))      # a_res[i] belongs to step P + i
+        if self.hparams.history_commands == "recorded":     # steps before c0 keep their recorded commands
+            a_res = [q_sim.new_zeros(len(a), J)] * (c0 - P) + [res_of(q_sim[:, c0 - P:c0 + 1], c0, c0 + 1)[:, 0]]
+        else:
+            a_res = list(res_of(q_sim[:, :c0 + 1], P, c0 + 1).unbind(1))      # a_res[i] belongs to step P + i
         losses = []
         for c in range(c0, N):
             if c > c0:
@@ -253,7 +269,8 @@ class ResidualModule(L.LightningModule):
             loss, q_pred = self._track(q_hist, cmd, q_sim[:, c + 1], with_prediction=True)
             losses.append(loss)
             qs.append(q_pred)
-        return torch.stack(losses).mean(), torch.stack(a_res, 1)
+        corrected = a_res[c0 - P:] if self.hparams.history_commands == "recorded" else a_res
+        return torch.stack(losses).mean(), torch.stack(corrected, 1)
 
     def _track(self, q_hist: torch.Tensor, a_cmd: torch.Tensor, q_next: torch.Tensor, with_prediction: bool = False
                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -277,7 +294,11 @@ class ResidualModule(L.LightningModule):
             q_hist, a_hist, a_res = self.residual(batch)
             q_next = batch["q_next"] if self.reference is None else self.reference_targets(
                 batch["q_hist"], batch["a_hist"], 1)[:, 0]
-            track = self._track(q_hist, a_hist + a_res, q_next)
+            if self.hparams.history_commands == "recorded":       # only a_t corrected; its a_res alone counts
+                a_res = a_res[:, -1:]
+                track = self._track(q_hist, torch.cat((a_hist[:, :-1], a_hist[:, -1:] + a_res), 1), q_next)
+            else:
+                track = self._track(q_hist, a_hist + a_res, q_next)
         size = a_res.pow(2).mean()
         offset = a_res.flatten(0, -2).mean(0).pow(2).mean()          # the constant part, per joint
         out = {"loss": track + self.hparams.res_weight * size + self.hparams.mean_weight * offset, "track": track,
@@ -304,7 +325,7 @@ class ResidualModule(L.LightningModule):
         checkpoint["dexndm_meta"] = {
             "format": CKPT_FORMAT, "joint_order": list(JOINT_NAMES), "control_rate_hz": CONTROL_RATE_HZ,
             "config": self.res.config(), "res_weight": float(self.hparams.res_weight),
-            "horizon": int(self.hparams.horizon),
+            "horizon": int(self.hparams.horizon), "history_commands": self.hparams.history_commands,
             "dynamics_ckpt": self.hparams.dynamics_ckpt, "reference_ckpt": self.hparams.reference_ckpt,
             "dynamics_config": dict(self.dyn_meta.get("config", {})),
         }

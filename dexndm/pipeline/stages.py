@@ -3,6 +3,7 @@
     sim_rollouts   the generalist rotating objects in the source domain (successful episodes)
     chaos_box      open-loop replay of those targets in the target domain, inside the Chaos Box
     finetune_jointwise / finetune_wholehand   sim-pretrained dynamics fine-tuned on the Chaos Box data
+    target_rollouts  (``residual.states=target`` only) the generalist in the target domain, every episode
     residual_jointwise / residual_wholehand   residual policies through the frozen fine-tuned models
     evaluate       direct transfer, DexNDM (joint-wise) and the whole-hand variant in the target domain,
                    and the base policy in the source domain (the reference for what the gap costs)
@@ -23,13 +24,15 @@ from dexndm.files import file_sha256
 from dexndm.pipeline.cache import Stage
 
 METHODS = ("direct", "dexndm", "wholehand")
+#: What ``residual.states`` accepts: the states the residual is trained on (see ``_residual_stage``).
+RESIDUAL_STATES = ("sim", "target")
 
 
 #: Options added after pipeline runs were cached, at the values that mean "as before the option existed": left out
 #: of the stages' cache inputs, so that those caches stay valid (empty and zero count as these values).
 LATER_OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "finetune": {"extra_data": []},
-    "residual": {"horizon": 1, "reference": None, "mean_weight": 0},
+    "residual": {"horizon": 1, "reference": None, "mean_weight": 0, "states": "sim", "target_episodes": 480},
     "evaluate": {"ceiling": None},
 }
 
@@ -89,9 +92,29 @@ def build_stages(cfg: dict) -> list[Stage]:
         "source": r["sim_rollouts"]["out"], "domain": _domain_key(cfg["domain"]), **cfg["chaos_box"]},
         "collect Chaos Box data in the target domain"))
 
+    states = cfg["residual"].get("states", "sim")
+    if states not in RESIDUAL_STATES:
+        raise ValueError(f"residual.states must be one of {RESIDUAL_STATES} (the states the residual is trained on), "
+                         f"got {states!r}")
+    if states == "target":
+        def target_rollouts(d: Path, i: dict) -> dict:
+            from dexndm.collect.strategies import collect
+
+            return collect("task_aware", out=d / "target_rollouts.h5", episodes=int(cfg["residual"]["target_episodes"]),
+                           num_envs=int(cfg["sim_rollouts"]["num_envs"]), domain=cfg["domain"], wrist=task["wrist"],
+                           episode_steps=int(task["episode_steps"]), seed=seed, policy=f"generalist:{i['generalist']}",
+                           object_set=task["object_set"], axes=task["axes"], env=dict(cfg.get("env") or {}),
+                           keep_failed=True, progress=False)
+
+        stages.append(Stage("target_rollouts", target_rollouts, lambda r: {
+            "generalist": generalist(r), "generalist_sha256": file_sha256(generalist(r)),
+            "domain": _domain_key(cfg["domain"]), "task": task, "env": cfg.get("env"),
+            "episodes": int(cfg["residual"]["target_episodes"]), "num_envs": int(cfg["sim_rollouts"]["num_envs"])},
+            "roll out the generalist in the target domain (the residual's training states)"))
+
     for variant in ("jointwise", "wholehand"):
         stages.append(_finetune_stage(cfg, variant, pretrained[variant]))
-        stages.append(_residual_stage(cfg, variant))
+        stages.append(_residual_stage(cfg, variant, pretrained[variant]))
 
     def evaluate(d: Path, i: dict) -> dict:
         from dexndm.pipeline.steps import evaluate_methods
@@ -158,7 +181,12 @@ def _finetune_stage(cfg: dict, variant: str, pretrained) -> Stage:
         + (f" and {len(extra)} more target-domain file(s)" if extra else ""))
 
 
-def _residual_stage(cfg: dict, variant: str) -> Stage:
+def _residual_stage(cfg: dict, variant: str, pretrained) -> Stage:
+    """``residual.states=sim`` (the paper's): trained on the generalist's sim rollouts to track the sim's next
+    state.  ``target``: trained on the generalist's own target-domain rollouts (``target_rollouts``) to reach,
+    from each of those states, where the sim-pretrained model of the variant (or ``residual.reference``) says the
+    sim hand would go; only the current command is corrected (``history_commands=recorded``, models/residual.py)."""
+    on_target = cfg["residual"].get("states", "sim") == "target"
     refs = cfg["residual"].get("reference") or {}
     if not hasattr(refs, "get") or set(refs) - {"jointwise", "wholehand"}:
         raise ValueError(f"residual.reference must map jointwise/wholehand to checkpoints, got {refs!r}; e.g. "
@@ -176,20 +204,29 @@ def _residual_stage(cfg: dict, variant: str) -> Stage:
         r = cfg["residual"]
         horizon = int(r.get("horizon", 1))
         window = training_window(_dynamics_meta(i["dynamics"])["window"], r["history"], horizon)
+        reference = str(ref) if ref is not None else i.get("sim_model")
         return {"horizon": horizon, **train_experiment("residual", d, [
             f"sim_data={quote(i['data'])}", f"dynamics_ckpt={quote(i['dynamics'])}", f"seed={cfg['seed']}", f"data.window={window}",
             f"model.history={r['history']}", f"model.horizon={horizon}",
-            *([f"model.reference_ckpt={quote(str(ref))}"] if ref is not None else []),
+            *([f"model.reference_ckpt={quote(str(reference))}"] if reference is not None else []),
+            *(["model.history_commands=recorded"] if on_target else []),
             f"trainer.max_epochs={r['max_epochs']}", f"data.batch_size={r['batch_size']}",
             f"model.res_weight={r['res_weight']}", f"model.max_residual={r['max_residual']}",
             f"model.mean_weight={r.get('mean_weight', 0.0)}",
             "~callbacks.progress", "+trainer.enable_progress_bar=false"])}
 
-    return Stage(f"residual_{variant}", fn, lambda r: {
-        "data": r["sim_rollouts"]["out"], "dynamics": r[f"finetune_{variant}"]["checkpoint"],
-        **_cache_inputs(cfg, "residual"),
-        **({"reference_sha256": file_sha256(str(ref))} if ref is not None else {})},
-        f"train the residual through the fine-tuned {variant} dynamics")
+    def inputs(r) -> dict:
+        data = r["target_rollouts"]["out"] if on_target else r["sim_rollouts"]["out"]
+        out = {"data": data, "dynamics": r[f"finetune_{variant}"]["checkpoint"], **_cache_inputs(cfg, "residual")}
+        if ref is not None:
+            out["reference_sha256"] = file_sha256(str(ref))
+        elif on_target:                                  # the sim-pretrained model says where the sim would go
+            out |= {"sim_model": pretrained(r), "sim_model_sha256": file_sha256(pretrained(r))}
+        return out
+
+    return Stage(f"residual_{variant}", fn, inputs,
+                 f"train the residual through the fine-tuned {variant} dynamics"
+                 + (" on the target-domain rollouts" if on_target else ""))
 
 
 def _dynamics_meta(path: str) -> dict:
