@@ -11,6 +11,13 @@ Runs, in the TARGET domain with ``dexndm eval``'s protocol (same seeds, same dra
   no train-on-sim-states / deploy-on-target-states shift).  The reference is the source model's prediction, or
   with no source model the source simulator's step; the target's answer is the fine-tuned target model's.
   Histories are the target hand's measured joints and the commands actually sent.
+* ``NAME`` for each ``--trained NAME=RESIDUAL.ckpt``: the generalist plus a trained residual, acting as at
+  deployment; the simulators only measure, at every visited state, the one-step gap to the sim under a_t and
+  under a_t + a_res (the true effect of the residual on the objective it was trained for, on its own states).
+* ``NAME`` for each ``--gap-probe NAME=TARGET.ckpt,SOURCE.ckpt``: direct transfer, and at every visited state the
+  gap the learned models see, f_src - f_tgt under a_t, against the true one, sim step - target step from the
+  target's full state (``one_step_gap_mrad`` the true gap, ``one_step_left_mrad`` the learned gap's error,
+  ``gap_corr`` their correlation over joints, envs and steps): is the reference good enough to train through?
 
     PYTHONPATH=. python experiments/pipeline_cylinders_tip/ideal_residual.py --generalist G \\
         --domain experiments/pipeline_interim/weak_hand.yaml --bounds 0.02 0.1 --out outputs/ideal_weak.json
@@ -82,6 +89,71 @@ class ModelInverse(IdealResidualPolicy):
         return action, self.last_sent - a_t
 
 
+class TrainedResidual(IdealResidualPolicy):
+    """A trained residual acting; the simulators measure its one-step gap to the sim before and after."""
+
+    def __init__(self, generalist: str, source: str, residual: str):
+        super().__init__(PolicySpec("generalist", generalist, ideal=0.0, ideal_source=source))
+        self.trained = GeneralistPolicy(parse_policy(f"generalist:{generalist}+residual:{residual}"))
+
+    @torch.no_grad()
+    def act(self, td, env):
+        self._sync(env)
+        action, offset = self.trained.act(td, env)
+        a_t = env.control.chain(action.double().numpy())
+        tgt = env.physics
+        state, warm, diverged = tgt.state.copy(), tgt.warmstart.copy(), tgt.diverged.copy()
+        q_ref = self.reference_q(env, a_t)
+        after = lambda command: self._step_q(env, env.control, command, state, warm, env._xfrc)  # noqa: E731
+        gap = np.abs(q_ref - after(a_t)).mean(-1)
+        left = np.abs(q_ref - after(a_t + offset.double().numpy())).mean(-1)
+        tgt.state[:], tgt.warmstart[:], tgt.diverged = state, warm, diverged
+        self.record(td, gap, left)
+        return action, offset
+
+
+class GapProbe(ModelInverse):
+    """Direct transfer; records how well the learned models' gap f_src - f_tgt matches the true one."""
+
+    def __init__(self, generalist: str, source: str, target_model: str, source_model: str):
+        super().__init__(generalist, source, 0.0, target_model, source_model)
+        self.sums = np.zeros(6)        # n, sum t, sum l, sum tt, sum ll, sum tl over running envs' joints
+        self.model_sq = np.zeros(2)    # squared one-step errors of the source and target models
+
+    @torch.no_grad()
+    def act(self, td, env):
+        self._sync(env)
+        obs = td["policy_obs"]
+        action = self.base_action(obs)
+        self._histories(env, self.last_q(obs, env).float())
+        a_t = env.control.chain(action.double().numpy())
+        a = torch.as_tensor(a_t).float()
+        f = lambda model: model(self.qh, torch.cat((self.ah, a[:, None]), 1)).double().numpy()  # noqa: E731
+        p_src, p_tgt = f(self.f_src), f(self.f_tgt)
+        learned = p_src - p_tgt
+        tgt = env.physics
+        state, warm, diverged = tgt.state.copy(), tgt.warmstart.copy(), tgt.diverged.copy()
+        q_src, q_tgt = self.reference_q(env, a_t), self._step_q(env, env.control, a_t, state, warm, env._xfrc)
+        true = q_src - q_tgt
+        tgt.state[:], tgt.warmstart[:], tgt.diverged = state, warm, diverged
+        self.last_sent = a
+        self.record(td, np.abs(true).mean(-1), np.abs(learned - true).mean(-1))
+        running = ~self._ended
+        t, l_ = true[running].ravel(), learned[running].ravel()
+        self.sums += [t.size, t.sum(), l_.sum(), (t * t).sum(), (l_ * l_).sum(), (t * l_).sum()]
+        self.model_sq += [((p_src - q_src)[running] ** 2).sum(), ((p_tgt - q_tgt)[running] ** 2).sum()]
+        return action, None
+
+    def stats(self) -> dict:
+        n, st, sl, stt, sll, stl = self.sums
+        cov = stl / n - st / n * sl / n
+        corr = cov / np.sqrt(max(stt / n - (st / n) ** 2, 1e-30) * max(sll / n - (sl / n) ** 2, 1e-30))
+        return {**super().stats(), "gap_corr": float(corr), "learned_gap_rms_mrad": 1e3 * float(np.sqrt(sll / n)),
+                "true_gap_rms_mrad": 1e3 * float(np.sqrt(stt / n)),
+                "source_model_rms_mrad": 1e3 * float(np.sqrt(self.model_sq[0] / n)),
+                "target_model_rms_mrad": 1e3 * float(np.sqrt(self.model_sq[1] / n))}
+
+
 def main() -> None:
     p = replay_parser(__doc__.split("\n\n")[0])      # --envs: episodes per seed, one round
     p.add_argument("--bounds", type=float, nargs="+", default=[0.0, 0.02, 0.1])
@@ -90,6 +162,10 @@ def main() -> None:
                    help="NAME=TARGET_MODEL.ckpt[,SOURCE_MODEL.ckpt]: the inverse through learned joint-wise models "
                         "(no source model: the source simulator is the reference); run at every bound (repeatable)")
     p.add_argument("--no-ideal", action="store_true", help="skip the simulator inverse (run only --model-inverse)")
+    p.add_argument("--gap-probe", action="append", default=[],
+                   help="NAME=TARGET.ckpt,SOURCE.ckpt: the learned models' gap against the true one (repeatable)")
+    p.add_argument("--trained", action="append", default=[],
+                   help="NAME=RESIDUAL.ckpt: a trained residual, its true one-step gap measured (repeatable)")
     args = p.parse_args()
 
     base = GeneralistPolicy(parse_policy(f"generalist:{args.generalist}"))
@@ -101,6 +177,15 @@ def main() -> None:
 
     tgt, src = build(args.domain), build(args.source_domain)
     runs = {"source": (base, src), "direct": (base, tgt)}
+    for item in args.gap_probe:
+        name, _, paths = item.partition("=")
+        target_model, _, source_model = paths.partition(",")
+        if not (target_model and source_model):
+            raise SystemExit(f"--gap-probe takes NAME=TARGET.ckpt,SOURCE.ckpt, got {item!r}")
+        runs[name] = (GapProbe(args.generalist, args.source_domain, target_model, source_model), tgt)
+    for item in args.trained:
+        name, _, path = item.partition("=")
+        runs[name] = (TrainedResidual(args.generalist, args.source_domain, path), tgt)
     for bound in args.bounds:
         if not args.no_ideal:
             spec = PolicySpec("generalist", args.generalist, ideal=bound, ideal_source=args.source_domain)
@@ -125,6 +210,10 @@ def main() -> None:
             results[name] = row
             extra = (f", one-step gap {row['one_step_gap_mrad']:.2f} -> {row['one_step_left_mrad']:.2f} mrad"
                      if "one_step_gap_mrad" in row else "")
+            if "gap_corr" in row:
+                extra += (f" (learned gap vs true: corr {row['gap_corr']:.2f}, rms {row['learned_gap_rms_mrad']:.2f} "
+                          f"vs {row['true_gap_rms_mrad']:.2f} mrad; model errors, source {row['source_model_rms_mrad']:.2f}, "
+                          f"target {row['target_model_rms_mrad']:.2f} mrad rms)")
             print(f"{name:>12}: rot {row['mean']['rot_rad']:.3f} +- {row['std']['rot_rad']:.3f} rad, TTF "
                   f"{row['mean']['ttf']:.3f}; per seed rot " +
                   " / ".join(f"{v['rot_rad']:.3f}" for v in row["per_seed"].values()) +
