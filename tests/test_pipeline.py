@@ -133,8 +133,8 @@ REFUSED_UP_FRONT = [                       # (overrides, error, message): nothin
     (["finetune.extra_data=[/nope/task.h5]"], FileNotFoundError, "finetune.extra_data"),
     (["residual.reference={jointwise:/nope/src.ckpt}"], FileNotFoundError, "residual.reference.jointwise"),
     (["residual.reference={fingers:JOINTWISE}"], ValueError, "jointwise/wholehand"),
-    (["evaluate.ceiling=0.1"], ValueError, "has latency"),
-    (["residual.states=real"], ValueError, "residual.states"),                 # the tiny run's domain is `latency`
+    (["evaluate.ceiling=0.1"], ValueError, "has latency"),                 # the tiny run's domain is `latency`
+    (["residual.states=real"], ValueError, "residual.states"),
 ]
 
 

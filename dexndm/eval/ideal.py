@@ -21,7 +21,8 @@ of equal sizes (not backlash, which adds motor joints).
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -150,16 +151,23 @@ class IdealResidualPolicy(GeneralistPolicy):
         src_ctl.queue, src_ctl.applied = env.control.queue.copy(), env.control.applied.copy()
         return self._step_q(twin, src_ctl, a_t, env.physics.state.copy(), env.physics.warmstart.copy(), env._xfrc)
 
+    @contextmanager
+    def target_trials(self, env) -> Iterator[Callable[[np.ndarray], np.ndarray]]:
+        """Yields ``step(command [N, 16]) -> q [N, 16]``: the target's physics stepped once from its current state
+        under ``command`` (after the command now in effect), as often as wanted; the state is restored on exit."""
+        tgt = env.physics
+        state, warm, diverged = tgt.state.copy(), tgt.warmstart.copy(), tgt.diverged.copy()
+        try:
+            yield lambda command: self._step_q(env, env.control, command, state, warm, env._xfrc)
+        finally:
+            tgt.state[:], tgt.warmstart[:], tgt.diverged = state, warm, diverged
+
     def solve(self, env, a_t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(r ``[N, 16]``, one-step gap before, after ``[N]``, rad) for chain targets ``a_t [N, 16]``; every
         physics state is left as it was."""
-        tgt = env.physics
-        state, warm, diverged = tgt.state.copy(), tgt.warmstart.copy(), tgt.diverged.copy()
         q_ref = self.reference_q(env, a_t)
-        step = lambda command: self._step_q(env, env.control, command, state, warm, env._xfrc)  # noqa: E731
-        r, gap, left = secant_correction(step, q_ref, a_t, self.bound, self.iterations)
-        tgt.state[:], tgt.warmstart[:], tgt.diverged = state, warm, diverged
-        return r, gap, left
+        with self.target_trials(env) as step:
+            return secant_correction(step, q_ref, a_t, self.bound, self.iterations)
 
     @torch.no_grad()
     def act(self, td, env):

@@ -42,19 +42,12 @@ from replay_tracking import replay_parser
 J = hc.NUM_JOINTS
 
 
-class ModelInverse(IdealResidualPolicy):
-    """The ideal residual's inverse, through learned models (see the module docstring)."""
+class SentHistory(IdealResidualPolicy):
+    """A probe that keeps, per env, the last ``window`` measured joints and the commands actually sent."""
 
-    def __init__(self, generalist: str, source: str, bound: float, target_model: str, source_model: str | None,
-                 iterations: int = 6):
-        from dexndm.models.lit_dynamics import load_dynamics
-
-        super().__init__(PolicySpec("generalist", generalist, ideal=bound, ideal_source=source), iterations)
-        self.f_tgt = load_dynamics(target_model)[0]
-        self.f_src = load_dynamics(source_model)[0] if source_model else None
-        self.W = self.f_tgt.window
-        if self.f_src is not None and self.f_src.window != self.W:
-            raise ValueError(f"source and target models have windows {self.f_src.window} and {self.W}")
+    def __init__(self, spec: PolicySpec, window: int, iterations: int = 4):
+        super().__init__(spec, iterations)
+        self.W = int(window)
         self.qh = self.ah = self.last_sent = None
 
     def _histories(self, env, q_t: torch.Tensor) -> None:
@@ -68,6 +61,22 @@ class ModelInverse(IdealResidualPolicy):
             self.ah = torch.cat((self.ah[:, 1:], self.last_sent[:, None]), 1)
         self.qh[fresh] = q_t[fresh, None]
         self.ah[fresh] = torch.as_tensor(env.control.target, dtype=torch.float32)[fresh, None]
+
+
+class ModelInverse(SentHistory):
+    """The ideal residual's inverse, through learned models (see the module docstring)."""
+
+    def __init__(self, generalist: str, source: str, bound: float, target_model: str, source_model: str | None,
+                 iterations: int = 6):
+        from dexndm.models.lit_dynamics import load_dynamics
+
+        f_tgt = load_dynamics(target_model)[0]
+        super().__init__(PolicySpec("generalist", generalist, ideal=bound, ideal_source=source), f_tgt.window,
+                         iterations)
+        self.f_tgt = f_tgt
+        self.f_src = load_dynamics(source_model)[0] if source_model else None
+        if self.f_src is not None and self.f_src.window != self.W:
+            raise ValueError(f"source and target models have windows {self.f_src.window} and {self.W}")
 
     @torch.no_grad()
     def act(self, td, env):
@@ -101,13 +110,10 @@ class TrainedResidual(IdealResidualPolicy):
         self._sync(env)
         action, offset = self.trained.act(td, env)
         a_t = env.control.chain(action.double().numpy())
-        tgt = env.physics
-        state, warm, diverged = tgt.state.copy(), tgt.warmstart.copy(), tgt.diverged.copy()
         q_ref = self.reference_q(env, a_t)
-        after = lambda command: self._step_q(env, env.control, command, state, warm, env._xfrc)  # noqa: E731
-        gap = np.abs(q_ref - after(a_t)).mean(-1)
-        left = np.abs(q_ref - after(a_t + offset.double().numpy())).mean(-1)
-        tgt.state[:], tgt.warmstart[:], tgt.diverged = state, warm, diverged
+        with self.target_trials(env) as step:
+            gap = np.abs(q_ref - step(a_t)).mean(-1)
+            left = np.abs(q_ref - step(a_t + offset.double().numpy())).mean(-1)
         self.record(td, gap, left)
         return action, offset
 
@@ -131,11 +137,10 @@ class GapProbe(ModelInverse):
         f = lambda model: model(self.qh, torch.cat((self.ah, a[:, None]), 1)).double().numpy()  # noqa: E731
         p_src, p_tgt = f(self.f_src), f(self.f_tgt)
         learned = p_src - p_tgt
-        tgt = env.physics
-        state, warm, diverged = tgt.state.copy(), tgt.warmstart.copy(), tgt.diverged.copy()
-        q_src, q_tgt = self.reference_q(env, a_t), self._step_q(env, env.control, a_t, state, warm, env._xfrc)
+        q_src = self.reference_q(env, a_t)
+        with self.target_trials(env) as step:
+            q_tgt = step(a_t)
         true = q_src - q_tgt
-        tgt.state[:], tgt.warmstart[:], tgt.diverged = state, warm, diverged
         self.last_sent = a
         self.record(td, np.abs(true).mean(-1), np.abs(learned - true).mean(-1))
         running = ~self._ended

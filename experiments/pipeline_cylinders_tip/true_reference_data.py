@@ -21,42 +21,34 @@ import numpy as np
 import torch
 
 from dexndm.data.writer import TrajectoryWriter
-from dexndm.eval.ideal import IdealResidualPolicy
 from dexndm.eval.policies import PolicySpec
 from dexndm.eval.rotation import Condition, policy_env_requirements, run_episodes
 from dexndm.sim import make_env
 from dexndm.sim.domain import load_domain
+from ideal_residual import SentHistory      # this folder: the script's own directory is on sys.path
 
 
-class ReferenceRecorder(IdealResidualPolicy):
+class ReferenceRecorder(SentHistory):
     """Direct transfer; keeps (q history, command history, sim step) of every running env's steps."""
 
     def __init__(self, generalist: str, source: str, window: int):
-        super().__init__(PolicySpec("generalist", generalist, ideal=0.0, ideal_source=source))
-        self.window, self.rows = int(window), []
-        self.qh = self.ah = None
+        super().__init__(PolicySpec("generalist", generalist, ideal=0.0, ideal_source=source), window)
+        self.rows = []
 
     @torch.no_grad()
     def act(self, td, env):
         self._sync(env)
         obs = td["policy_obs"]
         action = self.base_action(obs)
-        q_t = self.last_q(obs, env).double().numpy()
+        self._histories(env, self.last_q(obs, env).float())
         a_t = env.control.chain(action.double().numpy())
-        fresh = env.tracker.steps == 0
-        if self.qh is None:
-            self.qh, self.ah = np.repeat(q_t[:, None], self.window, 1), np.repeat(a_t[:, None], self.window, 1)
-            fresh[:] = True
-        self.qh = np.concatenate([self.qh[:, 1:], q_t[:, None]], 1)
-        self.ah = np.concatenate([self.ah[:, 1:], a_t[:, None]], 1)
-        self.qh[fresh], self.ah[fresh] = q_t[fresh, None], env.control.target[fresh, None]
-        self.ah[fresh, -1] = a_t[fresh]
+        self.last_sent = torch.as_tensor(a_t).float()
+        commands = torch.cat((self.ah, self.last_sent[:, None]), 1).numpy()       # a_{t-W+1..t}
         q_ref = self.reference_q(env, a_t)
         if "episode_ended" in td.keys():
             self._ended |= td["episode_ended"].reshape(-1).numpy()
-        steps = env.tracker.steps
-        for i in np.flatnonzero(~self._ended & (steps >= self.window - 1)):   # a full history of its own
-            self.rows.append((self.qh[i].copy(), self.ah[i].copy(), q_ref[i].copy(), env.gravity_dir[i].copy()))
+        for i in np.flatnonzero(~self._ended & (env.tracker.steps >= self.W - 1)):   # a full history of its own
+            self.rows.append((self.qh[i].numpy().copy(), commands[i].copy(), q_ref[i].copy(), env.gravity_dir[i].copy()))
         return action, None
 
 
