@@ -62,6 +62,15 @@ class SentHistory(IdealResidualPolicy):
         self.qh[fresh] = q_t[fresh, None]
         self.ah[fresh] = torch.as_tensor(env.control.target, dtype=torch.float32)[fresh, None]
 
+    def base_step(self, td, env) -> tuple[torch.Tensor, np.ndarray]:
+        """Sync the source twin, advance the histories, and return (the base action [N, 16], its chain target
+        a_t [N, 16] in rad, float64)."""
+        self._sync(env)
+        obs = td["policy_obs"]
+        action = self.base_action(obs)
+        self._histories(env, self.last_q(obs, env).float())
+        return action, env.control.chain(action.double().numpy())
+
 
 class ModelInverse(SentHistory):
     """The ideal residual's inverse, through learned models (see the module docstring)."""
@@ -80,12 +89,9 @@ class ModelInverse(SentHistory):
 
     @torch.no_grad()
     def act(self, td, env):
-        self._sync(env)
-        obs = td["policy_obs"]
-        action = self.base_action(obs)
+        action, a_np = self.base_step(td, env)
         lo, hi = torch.as_tensor(hc.JOINT_LOWER).float(), torch.as_tensor(hc.JOINT_UPPER).float()
-        self._histories(env, self.last_q(obs, env).float())
-        a_t = torch.as_tensor(env.control.chain(action.double().numpy())).float()
+        a_t = torch.as_tensor(a_np).float()
         f = lambda model, a: model(self.qh, torch.cat((self.ah, a[:, None]), 1))  # noqa: E731
         if self.f_src is not None:
             q_ref = f(self.f_src, a_t).double().numpy()
@@ -128,11 +134,7 @@ class GapProbe(ModelInverse):
 
     @torch.no_grad()
     def act(self, td, env):
-        self._sync(env)
-        obs = td["policy_obs"]
-        action = self.base_action(obs)
-        self._histories(env, self.last_q(obs, env).float())
-        a_t = env.control.chain(action.double().numpy())
+        action, a_t = self.base_step(td, env)
         a = torch.as_tensor(a_t).float()
         f = lambda model: model(self.qh, torch.cat((self.ah, a[:, None]), 1)).double().numpy()  # noqa: E731
         p_src, p_tgt = f(self.f_src), f(self.f_tgt)

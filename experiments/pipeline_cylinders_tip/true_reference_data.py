@@ -37,11 +37,7 @@ class ReferenceRecorder(SentHistory):
 
     @torch.no_grad()
     def act(self, td, env):
-        self._sync(env)
-        obs = td["policy_obs"]
-        action = self.base_action(obs)
-        self._histories(env, self.last_q(obs, env).float())
-        a_t = env.control.chain(action.double().numpy())
+        action, a_t = self.base_step(td, env)
         self.last_sent = torch.as_tensor(a_t).float()
         commands = torch.cat((self.ah, self.last_sent[:, None]), 1).numpy()       # a_{t-W+1..t}
         q_ref = self.reference_q(env, a_t)
