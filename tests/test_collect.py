@@ -243,12 +243,16 @@ def test_task_aware_command_noise_and_failed_episodes(tmp_path, tiny_env_cfg):
     gen, _ = _save_generalist_and_residual(tmp_path, residual_bias=0.0)
     out = tmp_path / "noisy.h5"
     env = {**_task_env(tiny_env_cfg), "drop_distance": 0.004}        # small: episodes end early
-    summary = _task(tiny_env_cfg, out, f"generalist:{gen}", 4, wrist="palm_up", env=env, command_noise_std=0.05,
+    summary = _task(tiny_env_cfg, out, f"generalist:{gen}", 6, wrist="palm_up", env=env, command_noise_std=0.05,
                     command_noise_prob=1.0, keep_failed=True)
-    assert summary["episodes"] == 4 and validate(out) == []
+    assert summary["episodes"] == 6 and validate(out) == []
     trajs, meta = _all(out)
     assert meta["config"]["command_noise_std"] == 0.05 and meta["config"]["keep_failed"] is True
     assert any(not tr["success"] and 2 <= tr["length"] < TASK_STEPS for tr in trajs), [tr["length"] for tr in trajs]
+    # in rounds: each env's one episode per round, not the envs that drop soonest over and over
+    rounds = [(tr["params"]["round"], tr["params"]["env"]) for tr in trajs]      # 4 envs: a round and a half
+    assert len(set(rounds)) == 6 and {r for r, _ in rounds} == {0, 1} and all(0 <= i < 4 for _, i in rounds), rounds
+    assert sum(r == 0 for r, _ in rounds) >= 3, rounds        # (an episode that blows up or ends at once is not kept)
     noise = []
     for tr in trajs:
         assert tr["params"]["noisy"] and tr["q"].shape == (tr["length"] + 1, 16)

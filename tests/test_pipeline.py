@@ -125,6 +125,21 @@ def test_tiny_pipeline_writes_the_report_and_caches_stages(tmp_path, released, t
         assert stage["inputs"]["data"] == rollouts["out"]
         meta = load_residual(stage["outputs"]["checkpoint"])[1]
         assert meta["history_commands"] == "recorded" and meta["reference_ckpt"] == released[variant]
+    proxy = run(_cfg(tmp_path, released, tiny_env_cfg, [
+        "residual.states=target", "residual.target_episodes=4", "residual.reference=proxy",
+        "residual.proxy.domains=[actuator_gap]", "residual.proxy.rounds=1", "residual.proxy.num_envs=2",
+        "residual.proxy.max_epochs=1"]))
+    assert proxy["timings"]["proxy_data"] > 0 and proxy["timings"]["target_rollouts"] == 0.0
+    data = json.loads((tmp_path / "proxy_data" / "stage.json").read_text())["outputs"]
+    with TrajectoryFile(data["files"][0]) as f:                          # the proxy hand's states, sim-labelled
+        assert f.meta["domain"]["name"] == "actuator_gap" and f.meta["source"]["strategy"] == "sim_reference"
+        assert len(f) == data["windows"]["actuator_gap"] > 0
+    for variant in ("jointwise", "wholehand"):
+        ref = json.loads((tmp_path / f"proxy_reference_{variant}" / "stage.json").read_text())
+        assert ref["inputs"]["data"] == data["files"] and ref["inputs"]["pretrained"] == released[variant]
+        stage = json.loads((tmp_path / f"residual_{variant}" / "stage.json").read_text())
+        assert stage["inputs"]["data"] == rollouts["out"]                # still the target hand's own states
+        assert load_residual(stage["outputs"]["checkpoint"])[1]["reference_ckpt"] == ref["outputs"]["checkpoint"]
 
 
 REFUSED_UP_FRONT = [                       # (overrides, error, message): nothing is written for any of them
@@ -135,6 +150,11 @@ REFUSED_UP_FRONT = [                       # (overrides, error, message): nothin
     (["residual.reference={fingers:JOINTWISE}"], ValueError, "jointwise/wholehand"),
     (["evaluate.ceiling=0.1"], ValueError, "has latency"),                 # the tiny run's domain is `latency`
     (["residual.states=real"], ValueError, "residual.states"),
+    (["residual.reference=proxy"], ValueError, "states=target"),           # a reference for target states only
+    (["residual.states=target", "residual.reference=proxy", "residual.proxy.domains=[latency]"], ValueError,
+     "holds the target domain"),
+    (["residual.states=target", "residual.reference=proxy", "residual.proxy.domains=[backlash]"], ValueError,
+     "latency or backlash"),
 ]
 
 

@@ -20,9 +20,13 @@ commands in task states (what the residual needs from the dynamics model):
 ``command_noise_std`` adds Gaussian noise (rad, per step and joint) to the command sent in a
 ``command_noise_prob`` share of the episodes (the Chaos Box's noise, applied while the policy
 works; the recorded target is the noisy command the hand followed), and ``keep_failed`` writes
-dropped episodes too, up to the drop (``success`` False; blow-ups are never written).
+dropped episodes too, up to the drop (``success`` False; blow-ups are never written).  With
+``keep_failed`` the envs run in rounds: each env's episode is written when it ends, and all envs
+restart together once every counted episode of the round has ended (params ``round`` and ``env``).
+Restarting an env as soon as it drops would fill the file with the shortest episodes: the states
+of grasps that fail at once, not those the policy meets while it works.
 
-Envs step as one batch and auto-reset when their episode ends.  ``episodes`` is the
+Envs step as one batch and (successes only) restart when their episode ends.  ``episodes`` is the
 number of successful episodes the file should hold in total; a run into an existing file
 continues it (same domain and policy required by the writer), seeded with (seed,
 episodes already written).  At most ``max_attempts`` episodes are attempted, so a policy
@@ -198,6 +202,8 @@ def _run(env, policy, writer: TrajectoryWriter, episodes: int, limit: int, objec
     td = env.reset()
     buf.begin(env, np.arange(n))
     noise.begin(np.arange(n))
+    rounds = 0
+    pending = _round(n, episodes - len(writer))        # keep_failed: the envs whose episode this round counts
     while len(writer) < episodes and summary["attempted"] < limit:
         with torch.no_grad():
             td = policy.step_input(td, env)
@@ -205,6 +211,8 @@ def _run(env, policy, writer: TrajectoryWriter, episodes: int, limit: int, objec
         td = env.step(td)["next"]
         buf.record(env, td["relative_action"].numpy())     # what the chain applied (pose-action oracles too)
         ended = td["episode_ended"].reshape(n).numpy()
+        if keep_failed:
+            ended = ended & pending
         if not ended.any():
             continue
         dropped = td["terminated"].reshape(n).numpy()
@@ -227,11 +235,27 @@ def _run(env, policy, writer: TrajectoryWriter, episodes: int, limit: int, objec
                     "params": {"strategy": "task_aware", "policy": policy_name, "object_mass": info["mass"],
                                "scale": info["scale"], "noisy": bool(noise.on[i]),
                                "noise_std": noise.std if noise.on[i] else 0.0}}
+            if keep_failed:
+                traj["params"] |= {"round": rounds, "env": int(i)}
             if object_pose:
                 traj["object_pose"] = buf.pose[i, :length + 1]
             writer.append(traj)
             summary["written"] += 1
         bar.update(len(writer), attempted=summary["attempted"], kept=summary["written"])
+        if keep_failed:
+            pending &= ~ended
+            if pending.any():
+                continue                                   # the others of the round go on; the ended ones idle
+            ended[:] = True
+            rounds += 1
+            pending = _round(n, episodes - len(writer))
         td = env.reset(TensorDict({"_reset": torch.as_tensor(ended).reshape(n, 1)}, batch_size=[n]))
         buf.begin(env, np.flatnonzero(ended))
         noise.begin(np.flatnonzero(ended))
+
+
+def _round(n: int, missing: int) -> np.ndarray:
+    """The envs [n] whose episodes a new round counts: the first ``missing`` (all when more are missing)."""
+    pending = np.zeros(n, dtype=bool)
+    pending[:max(min(n, missing), 0)] = True
+    return pending

@@ -193,3 +193,39 @@ class IdealResidualPolicy(GeneralistPolicy):
         n = max(self.count, 1)
         return {"one_step_gap_mrad": 1e3 * self.gap / n, "one_step_left_mrad": 1e3 * self.left / n,
                 "steps": self.count}
+
+
+class SentHistory(IdealResidualPolicy):
+    """An ideal-residual policy that also keeps, per env, the last ``window`` measured joints ``qh [N, W, 16]`` and
+    the commands actually sent ``ah [N, W-1, 16]`` (what a learned dynamics model reads); subclasses set
+    ``last_sent`` each step.  The probes of experiments/pipeline_cylinders_tip and the sim-reference collection
+    (``dexndm.collect.sim_reference``) build on it.  ``measured``: the joints as the encoders report them (what a
+    deployed model reads), else the true ones (what the datasets record)."""
+
+    def __init__(self, spec: PolicySpec, window: int, iterations: int = 4, measured: bool = True):
+        super().__init__(spec, iterations)
+        self.W = int(window)
+        self.measured = bool(measured)
+        self.qh = self.ah = self.last_sent = None
+
+    def _histories(self, env, q_t: torch.Tensor) -> None:
+        """q_{t-W+1..t} and the commands sent a_{t-W+1..t-1}; a fresh episode repeats its first q and hold target."""
+        fresh = torch.as_tensor(env.tracker.steps == 0)
+        if self.qh is None:
+            fresh[:] = True
+            self.qh, self.ah = q_t[:, None].repeat(1, self.W, 1), torch.zeros(len(q_t), self.W - 1, hc.NUM_JOINTS)
+        else:
+            self.qh = torch.cat((self.qh[:, 1:], q_t[:, None]), 1)
+            self.ah = torch.cat((self.ah[:, 1:], self.last_sent[:, None]), 1)
+        self.qh[fresh] = q_t[fresh, None]
+        self.ah[fresh] = torch.as_tensor(env.control.target, dtype=torch.float32)[fresh, None]
+
+    def base_step(self, td, env) -> tuple[torch.Tensor, np.ndarray]:
+        """Sync the source twin, advance the histories, and return (the base action [N, 16], its chain target
+        a_t [N, 16] in rad, float64)."""
+        self._sync(env)
+        obs = td["policy_obs"]
+        action = self.base_action(obs)
+        q_t = self.last_q(obs, env) if self.measured else torch.as_tensor(env.hand.joint_positions(env.physics.qpos))
+        self._histories(env, q_t.float())
+        return action, env.control.chain(action.double().numpy())

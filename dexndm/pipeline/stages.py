@@ -4,6 +4,9 @@
     chaos_box      open-loop replay of those targets in the target domain, inside the Chaos Box
     finetune_jointwise / finetune_wholehand   sim-pretrained dynamics fine-tuned on the Chaos Box data
     target_rollouts  (``residual.states=target`` only) the generalist in the target domain, every episode
+    proxy_data, proxy_reference_jointwise / _wholehand   (``residual.reference=proxy`` only) sim steps from the
+                   states of simulated proxy hands, and the sim-pretrained dynamics fine-tuned on them: the
+                   reference the residual tracks (``dexndm.collect.sim_reference``)
     residual_jointwise / residual_wholehand   residual policies through the frozen fine-tuned models
     evaluate       direct transfer, DexNDM (joint-wise) and the whole-hand variant in the target domain,
                    and the base policy in the source domain (the reference for what the gap costs)
@@ -31,8 +34,9 @@ RESIDUAL_STATES = ("sim", "target")
 #: Options added after pipeline runs were cached, at the values that mean "as before the option existed": left out
 #: of the stages' cache inputs, so that those caches stay valid (empty and zero count as these values).
 LATER_OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "finetune": {"extra_data": []},
-    "residual": {"horizon": 1, "reference": None, "mean_weight": 0, "states": "sim", "target_episodes": 480},
+    "finetune": {"extra_data": [], "fraction": 1.0},
+    "residual": {"horizon": 1, "reference": None, "mean_weight": 0, "states": "sim", "target_episodes": 480,
+                 "proxy": {"domains": ["actuator_gap", "paper_gains"], "rounds": 3, "num_envs": 32, "max_epochs": 10}},
     "evaluate": {"ceiling": None},
 }
 
@@ -109,9 +113,13 @@ def build_stages(cfg: dict) -> list[Stage]:
         stages.append(Stage("target_rollouts", target_rollouts, lambda r: {
             "generalist": generalist(r), "generalist_sha256": file_sha256(generalist(r)),
             "domain": _domain_key(cfg["domain"]), "task": task, "env": cfg.get("env"),
-            "episodes": int(cfg["residual"]["target_episodes"]), "num_envs": int(cfg["sim_rollouts"]["num_envs"])},
+            "episodes": int(cfg["residual"]["target_episodes"]), "num_envs": int(cfg["sim_rollouts"]["num_envs"]),
+            "sampling": "rounds"},          # (earlier runs restarted each env at its drop: mostly failing grasps)
             "roll out the generalist in the target domain (the residual's training states)"))
 
+    proxy = _reference_kind(cfg) == "proxy"
+    if proxy:
+        stages += _proxy_stages(cfg, generalist, pretrained)
     for variant in ("jointwise", "wholehand"):
         stages.append(_finetune_stage(cfg, variant, pretrained[variant]))
         stages.append(_residual_stage(cfg, variant, pretrained[variant]))
@@ -157,21 +165,10 @@ def _finetune_stage(cfg: dict, variant: str, pretrained) -> Stage:
     extra = [_need(str(p), "finetune.extra_data file", "give existing HDF5 trajectory files collected in the target "
                    "domain (e.g. `dexndm collect task_aware --domain ...`), or extra_data=[]")
              for p in cfg["finetune"].get("extra_data") or []]      # checked when the stages are built
+    f = cfg["finetune"]
 
     def fn(d: Path, i: dict) -> dict:
-        from dexndm.pipeline.training import quote, train_experiment
-
-        f = cfg["finetune"]
-        net = _dynamics_meta(i["pretrained"])["config"]       # fine-tune the pretrained architecture as it is
-        files = [f"{{path:{quote(i['data'])},name:real}}"]
-        files += [f"{{path:{quote(path)},name:extra_{k}}}" for k, path in enumerate(extra)]
-        return train_experiment(f"{variant}_finetune", d, [
-            f"real_data={quote(i['data'])}", f"data.files=[{','.join(files)}]",
-            f"pretrained={quote(i['pretrained'])}", f"seed={cfg['seed']}",
-            f"model.hidden={net['hidden']}", f"model.depth={net['depth']}", f"data.window={net['window']}",
-            f"model.delta={net['delta']}",
-            f"trainer.max_epochs={f['max_epochs']}", f"data.batch_size={f['batch_size']}", f"model.lr={f['lr']}",
-            "~callbacks.progress", "+trainer.enable_progress_bar=false"])
+        return _finetune(cfg, variant, d, i["pretrained"], [i["data"], *extra], f["max_epochs"], f.get("fraction", 1.0))
 
     return Stage(f"finetune_{variant}", fn, lambda r: {
         "data": r["chaos_box"]["out"], "pretrained": pretrained(r), "pretrained_sha256": file_sha256(pretrained(r)),
@@ -181,17 +178,101 @@ def _finetune_stage(cfg: dict, variant: str, pretrained) -> Stage:
         + (f" and {len(extra)} more target-domain file(s)" if extra else ""))
 
 
+def _finetune(cfg: dict, variant: str, d: Path, pretrained: str, files: list[str], epochs: int,
+              fraction: float = 1.0) -> dict:
+    """``dexndm train experiment=<variant>_finetune`` of the pretrained architecture as it is on ``files`` (the first
+    named ``real``, the others ``extra_k``), with the pipeline's batch size and learning rate."""
+    from dexndm.pipeline.training import quote, train_experiment
+
+    f = cfg["finetune"]
+    net = _dynamics_meta(pretrained)["config"]
+    named = [f"{{path:{quote(path)},name:{'real' if k == 0 else f'extra_{k - 1}'}}}" for k, path in enumerate(files)]
+    return train_experiment(f"{variant}_finetune", d, [
+        f"real_data={quote(files[0])}", f"data.files=[{','.join(named)}]",
+        f"pretrained={quote(pretrained)}", f"seed={cfg['seed']}",
+        f"model.hidden={net['hidden']}", f"model.depth={net['depth']}", f"data.window={net['window']}",
+        f"model.delta={net['delta']}",
+        f"trainer.max_epochs={epochs}", f"data.batch_size={f['batch_size']}", f"model.lr={f['lr']}",
+        f"data.fraction={fraction}", "~callbacks.progress", "+trainer.enable_progress_bar=false"])
+
+
+def _reference_kind(cfg: dict) -> str:
+    """``none``, ``proxy`` or ``given`` (a {variant: checkpoint} map), after checking ``residual.reference``."""
+    refs = cfg["residual"].get("reference")
+    if refs is None:
+        return "none"
+    if refs == "proxy":
+        if cfg["residual"].get("states", "sim") != "target":
+            raise ValueError("residual.reference=proxy is a reference for residuals trained on the target hand's "
+                             "states: add residual.states=target")
+        return "proxy"
+    if not hasattr(refs, "get") or set(refs) - {"jointwise", "wholehand"}:
+        raise ValueError(f"residual.reference must be null, proxy, or map jointwise/wholehand to checkpoints, got "
+                         f"{refs!r}; e.g. 'residual.reference={{jointwise:src_ft.ckpt}}'")
+    return "given"
+
+
+def _proxy_stages(cfg: dict, generalist, pretrained) -> list[Stage]:
+    """``proxy_data`` (sim steps from the states of each ``residual.proxy.domains`` hand) and
+    ``proxy_reference_<variant>`` (the sim-pretrained model fine-tuned on them)."""
+    from dexndm.sim.domain import load_domain
+
+    p = {**LATER_OPTION_DEFAULTS["residual"]["proxy"], **(cfg["residual"].get("proxy") or {})}
+    domains = [str(d) for d in p["domains"]]
+    if not domains:
+        raise ValueError("residual.proxy.domains is empty: give the simulated hands whose states the reference "
+                         "learns from (presets or domain files), e.g. [actuator_gap,paper_gains]")
+    for d in domains:                                          # before any stage runs
+        if _domain_key(d) == _domain_key(cfg["domain"]):
+            raise ValueError(f"residual.proxy.domains holds the target domain {d!r}: its sim-labelled states would "
+                             "be privileged knowledge of the target hand; use other simulated hands")
+        dom = load_domain(d)
+        if dom.latency_control_steps or dom.latency_physics_steps or dom.backlash.any():
+            raise ValueError(f"residual.proxy.domains: {d!r} has latency or backlash; the sim is stepped from a proxy "
+                             "hand's full state under its command, which needs a hand that acts within the step "
+                             "and has the sim's joints. Use domains without either (gains, masses, friction, ...)")
+    task = cfg["task"]
+
+    def proxy_data(d: Path, i: dict) -> dict:
+        from dexndm.collect.sim_reference import collect_sim_reference
+
+        out = [collect_sim_reference(out=d / f"proxy_{k}.h5", generalist=i["generalist"], domain=dom,
+                                     source_domain=cfg["source_domain"], object_set=task["object_set"],
+                                     axes=task["axes"], wrist=task["wrist"], episode_steps=int(task["episode_steps"]),
+                                     rounds=int(p["rounds"]), num_envs=int(p["num_envs"]), window=i["window"],
+                                     seed=2000 + 100 * int(cfg["seed"]), env=dict(cfg.get("env") or {}))
+               for k, dom in enumerate(domains)]
+        return {"files": [o["out"] for o in out], "windows": {o["domain"]: o["windows"] for o in out}}
+
+    def window(r) -> int:
+        return max(int(_dynamics_meta(pretrained[v](r))["window"]) for v in ("jointwise", "wholehand"))
+
+    stages = [Stage("proxy_data", proxy_data, lambda r: {
+        "generalist": generalist(r), "generalist_sha256": file_sha256(generalist(r)), "task": task,
+        "env": cfg.get("env"), "source_domain": _domain_key(cfg["source_domain"]),
+        "domains": [_domain_key(d) for d in domains], "rounds": int(p["rounds"]), "num_envs": int(p["num_envs"]),
+        "window": window(r), "seed": int(cfg["seed"])},
+        f"sim steps from the states of {len(domains)} proxy hand(s): {', '.join(domains)}")]
+    for variant in ("jointwise", "wholehand"):
+        def fn(d: Path, i: dict, variant=variant) -> dict:
+            return _finetune(cfg, variant, d, i["pretrained"], i["data"], int(p["max_epochs"]))
+
+        stages.append(Stage(f"proxy_reference_{variant}", fn, lambda r, variant=variant: {
+            "data": r["proxy_data"]["files"], "pretrained": pretrained[variant](r),
+            "pretrained_sha256": file_sha256(pretrained[variant](r)), "max_epochs": int(p["max_epochs"]),
+            "batch_size": cfg["finetune"]["batch_size"], "lr": cfg["finetune"]["lr"]},
+            f"fine-tune the sim-pretrained {variant} dynamics on the proxy hands' sim steps (the residual's reference)"))
+    return stages
+
+
 def _residual_stage(cfg: dict, variant: str, pretrained) -> Stage:
     """``residual.states=sim`` (the paper's): trained on the generalist's sim rollouts to track the sim's next
     state.  ``target``: trained on the generalist's own target-domain rollouts (``target_rollouts``) to reach,
     from each of those states, where the sim-pretrained model of the variant (or ``residual.reference``) says the
     sim hand would go; only the current command is corrected (``history_commands=recorded``, models/residual.py)."""
     on_target = cfg["residual"].get("states", "sim") == "target"
-    refs = cfg["residual"].get("reference") or {}
-    if not hasattr(refs, "get") or set(refs) - {"jointwise", "wholehand"}:
-        raise ValueError(f"residual.reference must map jointwise/wholehand to checkpoints, got {refs!r}; e.g. "
-                         "'residual.reference={jointwise:src_ft.ckpt}'")
-    ref = refs.get(variant)
+    kind = _reference_kind(cfg)
+    ref = cfg["residual"]["reference"].get(variant) if kind == "given" else None
     if ref is not None:                                       # checked when the stages are built
         _need(str(ref), f"residual.reference.{variant} checkpoint", "give a dynamics checkpoint of this variant "
               "fine-tuned on source-domain data (models/residual.py, reference_ckpt), or residual.reference=null")
@@ -204,7 +285,7 @@ def _residual_stage(cfg: dict, variant: str, pretrained) -> Stage:
         r = cfg["residual"]
         horizon = int(r.get("horizon", 1))
         window = training_window(_dynamics_meta(i["dynamics"])["window"], r["history"], horizon)
-        reference = str(ref) if ref is not None else i.get("sim_model")
+        reference = str(ref) if ref is not None else i.get("proxy_reference", i.get("sim_model"))
         return {"horizon": horizon, **train_experiment("residual", d, [
             f"sim_data={quote(i['data'])}", f"dynamics_ckpt={quote(i['dynamics'])}", f"seed={cfg['seed']}", f"data.window={window}",
             f"model.history={r['history']}", f"model.horizon={horizon}",
@@ -220,6 +301,8 @@ def _residual_stage(cfg: dict, variant: str, pretrained) -> Stage:
         out = {"data": data, "dynamics": r[f"finetune_{variant}"]["checkpoint"], **_cache_inputs(cfg, "residual")}
         if ref is not None:
             out["reference_sha256"] = file_sha256(str(ref))
+        elif kind == "proxy":
+            out["proxy_reference"] = r[f"proxy_reference_{variant}"]["checkpoint"]
         elif on_target:                                  # the sim-pretrained model says where the sim would go
             out |= {"sim_model": pretrained(r), "sim_model_sha256": file_sha256(pretrained(r))}
         return out

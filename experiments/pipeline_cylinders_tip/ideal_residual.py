@@ -32,44 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dexndm.eval.ideal import IdealResidualPolicy, secant_correction
+from dexndm.eval.ideal import IdealResidualPolicy, SentHistory, secant_correction
 from dexndm.eval.policies import GeneralistPolicy, PolicySpec, parse_policy
 from dexndm.eval.rotation import Condition, aggregate, policy_env_requirements, run_episodes
 from dexndm.hand import constants as hc
 from dexndm.sim import make_env
 from replay_tracking import replay_parser
-
-J = hc.NUM_JOINTS
-
-
-class SentHistory(IdealResidualPolicy):
-    """A probe that keeps, per env, the last ``window`` measured joints and the commands actually sent."""
-
-    def __init__(self, spec: PolicySpec, window: int, iterations: int = 4):
-        super().__init__(spec, iterations)
-        self.W = int(window)
-        self.qh = self.ah = self.last_sent = None
-
-    def _histories(self, env, q_t: torch.Tensor) -> None:
-        """q_{t-W+1..t} and the commands sent a_{t-W+1..t-1}; a fresh episode repeats its first q and hold target."""
-        fresh = torch.as_tensor(env.tracker.steps == 0)
-        if self.qh is None:
-            fresh[:] = True
-            self.qh, self.ah = q_t[:, None].repeat(1, self.W, 1), torch.zeros(len(q_t), self.W - 1, J)
-        else:
-            self.qh = torch.cat((self.qh[:, 1:], q_t[:, None]), 1)
-            self.ah = torch.cat((self.ah[:, 1:], self.last_sent[:, None]), 1)
-        self.qh[fresh] = q_t[fresh, None]
-        self.ah[fresh] = torch.as_tensor(env.control.target, dtype=torch.float32)[fresh, None]
-
-    def base_step(self, td, env) -> tuple[torch.Tensor, np.ndarray]:
-        """Sync the source twin, advance the histories, and return (the base action [N, 16], its chain target
-        a_t [N, 16] in rad, float64)."""
-        self._sync(env)
-        obs = td["policy_obs"]
-        action = self.base_action(obs)
-        self._histories(env, self.last_q(obs, env).float())
-        return action, env.control.chain(action.double().numpy())
 
 
 class ModelInverse(SentHistory):
