@@ -243,3 +243,24 @@ def test_paired_gain_compares_methods_seed_by_seed():
     assert paired["dexndm"]["ttf"]["mean"] == pytest.approx(0.0, abs=1e-12)
     lines = paired_lines(paired)
     assert any("+0.100 / +0.100 / +0.200; every seed" in line for line in lines)
+
+
+PRESETS = sorted(p.stem for p in (Path(__file__).parents[1] / "dexndm/conf/preset").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_pipeline_preset_composes_and_builds_its_stages(tmp_path, preset):
+    """Each shipped preset composes onto the pipeline config and names checkpoints and options the stages accept."""
+    from omegaconf import OmegaConf
+
+    from dexndm.pipeline.stages import build_stages
+
+    register()
+    with initialize_config_module(config_module="dexndm.conf", version_base=None):
+        cfg = compose(config_name="pipeline", overrides=[f"+preset={preset}", f"out_dir={tmp_path}"])
+    names = [s.name for s in build_stages(OmegaConf.to_container(cfg, resolve=True))]
+    assert names[0] == "sim_rollouts" and names[-2:] == ["evaluate", "video"]
+    if preset == "cylinders_target_states":
+        assert {"target_rollouts", "proxy_data", "proxy_reference_jointwise"} <= set(names)
+        assert "grasp" not in cfg.env                    # fingertip grasps, as the cylinders generalist learned from
+    assert not any(tmp_path.iterdir())                   # building the stages writes nothing

@@ -20,7 +20,10 @@ from dexndm.deploy.testing import RELEASED_GENERALIST
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).with_name("golden") / "released.json"
 GENERALIST = RELEASED_GENERALIST
-DYNAMICS = {v: ROOT / f"checkpoints/dynamics/{v}_sim.ckpt" for v in ("jointwise", "fingerwise", "wholehand")}
+GENERALISTS = {"generalist": GENERALIST,
+               "generalist_cylinders": ROOT / "checkpoints/generalist/generalist_cylinders.ckpt"}
+DYNAMICS = {f"{v}{kind}": ROOT / f"checkpoints/dynamics/{v}{kind}_sim.ckpt"
+            for kind in ("", "_cylinders") for v in ("jointwise", "fingerwise", "wholehand")}
 
 
 def _inputs(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -44,16 +47,16 @@ def outputs() -> dict[str, list]:
 
     x = _inputs()
     out = {}
-    policy, _ = load_generalist(GENERALIST)
     with torch.no_grad():
-        out["generalist"] = policy(x["obs"]).tolist()
+        for name, path in GENERALISTS.items():
+            out[name] = load_generalist(path)[0](x["obs"]).tolist()
         for name, path in DYNAMICS.items():
             net, _ = load_dynamics(path)
             out[name] = net(x["q_hist"], x["a_hist"]).tolist()
     return out
 
 
-@pytest.mark.parametrize("name", ["generalist", *DYNAMICS])
+@pytest.mark.parametrize("name", [*GENERALISTS, *DYNAMICS])
 def test_released_outputs_match_the_goldens(name):
     golden = json.loads(GOLDEN.read_text())
     np.testing.assert_allclose(outputs()[name], golden[name], atol=1e-5, rtol=0,

@@ -18,12 +18,12 @@ def gen(tmp_path_factory):
     return str(save_generalist(tmp_path_factory.mktemp("simref") / "gen.ckpt"))
 
 
-def _collect(out, gen, tiny_env_cfg, domain, rounds=2, num_envs=1):
+def _collect(out, gen, tiny_env_cfg, domain, rounds=2, num_envs=1, measured=False):
     env = {k: tiny_env_cfg[k] for k in ("object_names", "grasp_dir", "grasp")} | {"nthread": 1}
     env["randomization"] = {**tiny_env_cfg["randomization"], "disturbance_scale": 0.0}   # no force resampled mid-step
     return SR.collect_sim_reference(out=out, generalist=gen, domain=domain, object_set=tiny_env_cfg["object_set"],
                                     axes="+z", wrist="palm_up", episode_steps=12, rounds=rounds, num_envs=num_envs,
-                                    window=W, env=env, log=lambda msg: None)
+                                    window=W, env=env, measured=measured, log=lambda msg: None)
 
 
 def _windows(path):
@@ -51,6 +51,11 @@ def test_labels_are_the_sim_step_from_the_proxy_state(tmp_path, gen, tiny_env_cf
     misses = [np.abs(a["q"][-1] - b["q"][-2]).max() for a, b in zip(rows, rows[1:])
               if a["params"]["round"] == b["params"]["round"]]
     assert max(misses) > 1e-3                                        # the sim steps elsewhere than the soft hand
+    noisy = _windows(_collect(tmp_path / "measured.h5", gen, tiny_env_cfg, "nominal", measured=True)["out"])[0]
+    clean = _windows(same["out"])[0]
+    noise = np.concatenate([(a["q"][:-1] - b["q"][:-1]).ravel() for a, b in zip(noisy, clean)])
+    assert 1e-3 < np.abs(noise).max() <= 0.005 + 1e-6             # the env's +-5 mrad encoder noise, history only
+    np.testing.assert_allclose(noisy[0]["q"][-1], clean[0]["q"][-1], atol=1e-6)     # labels: the true sim step
 
 
 def test_a_cut_run_continues_to_the_same_file(tmp_path, gen, tiny_env_cfg, monkeypatch):

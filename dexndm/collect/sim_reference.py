@@ -8,8 +8,9 @@ cannot be loaded into the simulator, but other simulated hands' can: the base po
 (softer, weaker, heavier hands; never the target), and at every step of a running episode the source simulator
 is stepped once from the proxy's full physics state (hand, object, contacts) under the same command
 (``dexndm.eval.ideal``).  Each step is written as one trajectory of the dataset schema: the proxy hand's last
-``window`` joint positions and sent commands, then the sim's step as the final state.  A dynamics model fine-tuned
-on these windows says where the sim hand goes from off-nominal states, using nothing of the target hand.
+``window`` joint positions (as the encoders report them, with the env's sensor noise, unless ``measured`` is
+False: the true ones) and sent commands, then the sim's step (true joints) as the final state.  A dynamics model
+fine-tuned on these windows says where the sim hand goes from off-nominal states, using nothing of the target hand.
 
 Proxy domains need what the ideal residual needs: no latency, and models of the source's size (no backlash).
 Runs in rounds of ``num_envs`` episodes (round k seeded ``seed + k``); an interrupted run into the same file
@@ -35,9 +36,9 @@ class ReferenceRecorder(SentHistory):
     """The base policy acting unchanged; keeps (q window, command window, sim step, gravity) of every running env's
     steps that have a full history of their own."""
 
-    def __init__(self, generalist: str, source_domain: str, window: int):
+    def __init__(self, generalist: str, source_domain: str, window: int, measured: bool = True):
         super().__init__(PolicySpec("generalist", generalist, ideal=0.0, ideal_source=source_domain), window,
-                         measured=False)          # true joints, as every dataset records them
+                         measured=measured)
         self.rows: list[tuple[np.ndarray, ...]] = []
 
     @torch.no_grad()
@@ -74,7 +75,7 @@ def _resume_point(path: Path) -> tuple[int, int]:
 def collect_sim_reference(*, out: str | Path, generalist: str, domain: Any, source_domain: Any = "nominal",
                           object_set: str, axes: str, wrist: str, episode_steps: int = 400, rounds: int = 3,
                           num_envs: int = 32, window: int = 10, seed: int = 2000, env: dict | None = None,
-                          log=print) -> dict:
+                          measured: bool = True, log=print) -> dict:
     """Write ``rounds`` x ``num_envs`` episodes of the generalist in ``domain``, one window per step labelled with
     the ``source_domain`` sim's step, to ``out``; return a summary (``out``, ``windows``, ``rounds``)."""
     from dexndm.data.writer import TrajectoryWriter
@@ -89,13 +90,14 @@ def collect_sim_reference(*, out: str | Path, generalist: str, domain: Any, sour
     check_domains(domain, source_domain, f"sim_reference data in {domain!r}")
     out = Path(out)
     start_round, skip = _resume_point(out)
-    rec = ReferenceRecorder(generalist, str(source_domain), window)
+    rec = ReferenceRecorder(generalist, str(source_domain), window, measured)
     env_cfg = {**policy_env_requirements({"g": rec}), **dict(env or {}), "episode_steps": int(episode_steps)}
     cond = Condition(str(domain), object_set, axes, wrist)
     dom = load_domain(domain)
     # what decides the windows of a round: a file written with other values is refused on resume
     source = {"kind": "collection", "strategy": STRATEGY, "generalist": str(generalist),
               "source_domain": str(source_domain), "num_envs": num_envs, "window": window, "seed": seed,
+              "measured": bool(measured),
               "object_set": object_set, "axes": axes, "wrist": wrist, "episode_steps": episode_steps,
               "env": {k: v for k, v in sorted(env_cfg.items())}}
     config = {"strategy": STRATEGY, "rounds": rounds}

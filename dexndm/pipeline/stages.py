@@ -36,7 +36,8 @@ RESIDUAL_STATES = ("sim", "target")
 LATER_OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "finetune": {"extra_data": [], "fraction": 1.0},
     "residual": {"horizon": 1, "reference": None, "mean_weight": 0, "states": "sim", "target_episodes": 480,
-                 "proxy": {"domains": ["actuator_gap", "paper_gains"], "rounds": 3, "num_envs": 32, "max_epochs": 10}},
+                 "proxy": {"domains": ["actuator_gap", "paper_gains"], "rounds": 3, "num_envs": 32, "max_epochs": 10,
+                           "measured": True}},
     "evaluate": {"ceiling": None},
 }
 
@@ -240,7 +241,8 @@ def _proxy_stages(cfg: dict, generalist, pretrained) -> list[Stage]:
                                      source_domain=cfg["source_domain"], object_set=task["object_set"],
                                      axes=task["axes"], wrist=task["wrist"], episode_steps=int(task["episode_steps"]),
                                      rounds=int(p["rounds"]), num_envs=int(p["num_envs"]), window=i["window"],
-                                     seed=2000 + 100 * int(cfg["seed"]), env=dict(cfg.get("env") or {}))
+                                     seed=2000 + 100 * int(cfg["seed"]), env=dict(cfg.get("env") or {}),
+                                     measured=bool(p["measured"]))
                for k, dom in enumerate(domains)]
         return {"files": [o["out"] for o in out], "windows": {o["domain"]: o["windows"] for o in out}}
 
@@ -251,7 +253,7 @@ def _proxy_stages(cfg: dict, generalist, pretrained) -> list[Stage]:
         "generalist": generalist(r), "generalist_sha256": file_sha256(generalist(r)), "task": task,
         "env": cfg.get("env"), "source_domain": _domain_key(cfg["source_domain"]),
         "domains": [_domain_key(d) for d in domains], "rounds": int(p["rounds"]), "num_envs": int(p["num_envs"]),
-        "window": window(r), "seed": int(cfg["seed"])},
+        "window": window(r), "seed": int(cfg["seed"]), "measured": bool(p["measured"])},
         f"sim steps from the states of {len(domains)} proxy hand(s): {', '.join(domains)}")]
     for variant in ("jointwise", "wholehand"):
         def fn(d: Path, i: dict, variant=variant) -> dict:
@@ -261,7 +263,7 @@ def _proxy_stages(cfg: dict, generalist, pretrained) -> list[Stage]:
             "data": r["proxy_data"]["files"], "pretrained": pretrained[variant](r),
             "pretrained_sha256": file_sha256(pretrained[variant](r)), "max_epochs": int(p["max_epochs"]),
             "batch_size": cfg["finetune"]["batch_size"], "lr": cfg["finetune"]["lr"]},
-            f"fine-tune the sim-pretrained {variant} dynamics on the proxy hands' sim steps (the residual's reference)"))
+            f"fine-tune the sim-pretrained {variant} dynamics on the proxy hands' sim steps (the reference)"))
     return stages
 
 
