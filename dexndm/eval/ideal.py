@@ -196,7 +196,7 @@ class IdealResidualPolicy(GeneralistPolicy):
 
 
 class SentHistory(IdealResidualPolicy):
-    """An ideal-residual policy that also keeps, per env, the last ``window`` measured joints ``qh [N, W, 16]`` and
+    """An ideal-residual policy that also keeps, per env, the last ``window`` joint positions ``qh [N, W, 16]`` and
     the commands actually sent ``ah [N, W-1, 16]`` (what a learned dynamics model reads); subclasses set
     ``last_sent`` each step.  The probes of experiments/pipeline_cylinders_tip and the sim-reference collection
     (``dexndm.collect.sim_reference``) build on it.  ``measured``: the joints as the encoders report them (what a

@@ -118,8 +118,7 @@ def build_stages(cfg: dict) -> list[Stage]:
             "sampling": "rounds"},          # (earlier runs restarted each env at its drop: mostly failing grasps)
             "roll out the generalist in the target domain (the residual's training states)"))
 
-    proxy = _reference_kind(cfg) == "proxy"
-    if proxy:
+    if _reference_kind(cfg) == "proxy":
         stages += _proxy_stages(cfg, generalist, pretrained)
     for variant in ("jointwise", "wholehand"):
         stages.append(_finetune_stage(cfg, variant, pretrained[variant]))
@@ -270,8 +269,9 @@ def _proxy_stages(cfg: dict, generalist, pretrained) -> list[Stage]:
 def _residual_stage(cfg: dict, variant: str, pretrained) -> Stage:
     """``residual.states=sim`` (the paper's): trained on the generalist's sim rollouts to track the sim's next
     state.  ``target``: trained on the generalist's own target-domain rollouts (``target_rollouts``) to reach,
-    from each of those states, where the sim-pretrained model of the variant (or ``residual.reference``) says the
-    sim hand would go; only the current command is corrected (``history_commands=recorded``, models/residual.py)."""
+    from each of those states, where the sim-pretrained model of the variant (or ``residual.reference``: given
+    checkpoints, or ``proxy``, the ``proxy_reference_<variant>`` stage's model) says the sim hand would go; only the
+    current command is corrected (``history_commands=recorded``, models/residual.py)."""
     on_target = cfg["residual"].get("states", "sim") == "target"
     kind = _reference_kind(cfg)
     ref = cfg["residual"]["reference"].get(variant) if kind == "given" else None
