@@ -206,6 +206,8 @@ def test_grasp_presets_compose_onto_the_env_grasp():
     palm = GraspConfig(**composed_env("grasp=palm_rest", "env.grasp.min_tip_contacts=3").grasp)
     assert palm.allow_palm_contact and palm.palm_blend == (0.8, 1.0) and palm.min_tip_contacts == 3
     assert palm.key() != GraspConfig().key()          # its own grasp caches
+    hard = GraspConfig(**composed_env("grasp=hard_draws").grasp)
+    assert (hard.mass, hard.friction, hard.hold_steps) == (0.05, 0.4, 80) and hard.key() != GraspConfig().key()
 
 
 @pytest.mark.parametrize("app", ["eval", "pipeline"])
