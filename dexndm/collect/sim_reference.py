@@ -45,7 +45,7 @@ class ReferenceRecorder(SentHistory):
     def act(self, td, env):
         action, a_t = self.base_step(td, env)
         self.last_sent = torch.as_tensor(a_t).float()
-        commands = torch.cat((self.ah, self.last_sent[:, None]), 1).numpy()       # a_{t-W+1..t}
+        commands = self.commands(self.last_sent).numpy()                            # a_{t-W+1..t}
         q_ref = self.reference_q(env, a_t)
         if "episode_ended" in td.keys():
             self._ended |= td["episode_ended"].reshape(-1).numpy()
@@ -97,9 +97,8 @@ def collect_sim_reference(*, out: str | Path, generalist: str, domain: Any, sour
     # what decides the windows of a round: a file written with other values is refused on resume
     source = {"kind": "collection", "strategy": STRATEGY, "generalist": str(generalist),
               "source_domain": str(source_domain), "num_envs": num_envs, "window": window, "seed": seed,
-              "measured": bool(measured),
-              "object_set": object_set, "axes": axes, "wrist": wrist, "episode_steps": episode_steps,
-              "env": {k: v for k, v in sorted(env_cfg.items())}}
+              "measured": bool(measured), "object_set": object_set, "axes": axes, "wrist": wrist,
+              "env": dict(sorted(env_cfg.items()))}                       # (env holds episode_steps)
     config = {"strategy": STRATEGY, "rounds": rounds}
     with TrajectoryWriter(out, domain=dom.to_dict(), source=source, config=config,
                           control_rate_hz=1.0 / dom.control_dt) as writer:

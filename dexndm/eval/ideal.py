@@ -220,6 +220,14 @@ class SentHistory(IdealResidualPolicy):
         self.qh[fresh] = q_t[fresh, None]
         self.ah[fresh] = torch.as_tensor(env.control.target, dtype=torch.float32)[fresh, None]
 
+    def commands(self, a_t: torch.Tensor) -> torch.Tensor:
+        """The window's commands ``[N, W, 16]``: those sent before, then ``a_t [N, 16]``."""
+        return torch.cat((self.ah, a_t[:, None]), 1)
+
+    def predict(self, model, a_t: torch.Tensor) -> torch.Tensor:
+        """A dynamics model's q_{t+1} ``[N, 16]`` from the window, ``a_t`` as the current command."""
+        return model(self.qh, self.commands(a_t))
+
     def base_step(self, td, env) -> tuple[torch.Tensor, np.ndarray]:
         """Sync the source twin, advance the histories, and return (the base action [N, 16], its chain target
         a_t [N, 16] in rad, float64)."""

@@ -217,7 +217,7 @@ def _proxy_stages(cfg: dict, generalist, pretrained) -> list[Stage]:
     ``proxy_reference_<variant>`` (the sim-pretrained model fine-tuned on them)."""
     from dexndm.sim.domain import load_domain
 
-    p = {**LATER_OPTION_DEFAULTS["residual"]["proxy"], **(cfg["residual"].get("proxy") or {})}
+    p = cfg["residual"]["proxy"]
     domains = [str(d) for d in p["domains"]]
     if not domains:
         raise ValueError("residual.proxy.domains is empty: give the simulated hands whose states the reference "

@@ -60,13 +60,14 @@ class ModelInverse(SentHistory):
         action, a_np = self.base_step(td, env)
         lo, hi = torch.as_tensor(hc.JOINT_LOWER).float(), torch.as_tensor(hc.JOINT_UPPER).float()
         a_t = torch.as_tensor(a_np).float()
-        f = lambda model, a: model(self.qh, torch.cat((self.ah, a[:, None]), 1))  # noqa: E731
         if self.f_src is not None:
-            q_ref = f(self.f_src, a_t).double().numpy()
+            q_ref = self.predict(self.f_src, a_t).double().numpy()
         else:
             q_ref = self.reference_q(env, a_t.double().numpy())
-        predict = lambda command: f(self.f_tgt, torch.as_tensor(command).float()).double().numpy()  # noqa: E731
-        r, gap, left = secant_correction(predict, q_ref, a_t.double().numpy(), self.bound, self.iterations)
+        def target_model(command: np.ndarray) -> np.ndarray:
+            return self.predict(self.f_tgt, torch.as_tensor(command).float()).double().numpy()
+
+        r, gap, left = secant_correction(target_model, q_ref, a_t.double().numpy(), self.bound, self.iterations)
         self.last_sent = torch.minimum(torch.maximum(a_t + torch.as_tensor(r).float(), lo), hi)
         self.record(td, gap, left)
         return action, self.last_sent - a_t
@@ -104,8 +105,7 @@ class GapProbe(ModelInverse):
     def act(self, td, env):
         action, a_t = self.base_step(td, env)
         a = torch.as_tensor(a_t).float()
-        f = lambda model: model(self.qh, torch.cat((self.ah, a[:, None]), 1)).double().numpy()  # noqa: E731
-        p_src, p_tgt = f(self.f_src), f(self.f_tgt)
+        p_src, p_tgt = (self.predict(model, a).double().numpy() for model in (self.f_src, self.f_tgt))
         learned = p_src - p_tgt
         q_src = self.reference_q(env, a_t)
         with self.target_trials(env) as step:

@@ -20,6 +20,7 @@ import argparse
 
 import numpy as np
 
+from dexndm.collect.strategies import PLACEHOLDER_AXIS
 from dexndm.data.reader import TrajectoryFile
 from dexndm.data.writer import TrajectoryWriter
 from dexndm.sim import make_chaos_box
@@ -79,7 +80,7 @@ def main() -> None:
                 writer.append({"q": np.concatenate([q[start + i], q_next[i][None]]).astype(np.float32),
                                "target": a[start + i].astype(np.float32),
                                "initial_target": a[start + i, 0].astype(np.float32),
-                               "axis": np.array([0.0, 0.0, 1.0], np.float32),
+                               "axis": PLACEHOLDER_AXIS,
                                "gravity_dir": gravity[start + i].astype(np.float32), "success": True,
                                "params": {"strategy": "reset_reference"}})
     env.close()
