@@ -113,6 +113,7 @@ def test_disable_turns_torque_off(emu, hand) -> None:
 @pytest.mark.parametrize("bad", [
     {"current_limit_ma": 900}, {"current_limit_ma": 0}, {"kp": -1}, {"kd": float("nan")},
     {"side_kp_scale": 0}, {"max_step_rad": 0}, {"return_delay": -1}, {"baudrate": 123},
+    {"min_reply_timeout_ms": -1}, {"min_reply_timeout_ms": float("inf")},
 ])
 def test_bad_config_refused_before_any_motor_moves(emu, bad) -> None:
     before = snapshot(emu)

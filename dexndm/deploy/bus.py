@@ -10,6 +10,7 @@ hardware-error alert bit becomes the subclass :class:`HardwareError`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 import dynamixel_sdk as sdk
@@ -51,8 +52,27 @@ def describe_hardware_error(bits: int) -> str:
     return ", ".join(names) if names else f"unknown bits 0x{bits:02X}"
 
 
+class _PortHandler(sdk.PortHandler):
+    """The SDK's port whose reply timeout is at least ``min_reply_timeout_ms``.
+
+    The SDK waits (bytes x byte time) + 2 x latency timer + 2 ms for a reply (~34 ms on a
+    U2D2), right for motors; a software hand on a loaded machine can answer later.
+    """
+
+    def __init__(self, port: str, min_reply_timeout_ms: float) -> None:
+        super().__init__(port)
+        self.min_reply_timeout_ms = float(min_reply_timeout_ms)
+
+    def setPacketTimeout(self, packet_length: int) -> None:  # noqa: N802 (the SDK's name)
+        super().setPacketTimeout(packet_length)
+        self.packet_timeout = max(self.packet_timeout, self.min_reply_timeout_ms)
+
+
 class DynamixelBus:
-    """Named-register access to motors ``ids`` on ``port`` (Protocol 2.0 by default)."""
+    """Named-register access to motors ``ids`` on ``port`` (Protocol 2.0 by default).
+
+    ``min_reply_timeout_ms`` raises the SDK's reply timeout (0: the SDK's own, for real motors).
+    """
 
     def __init__(
         self,
@@ -60,18 +80,22 @@ class DynamixelBus:
         baudrate: int = 4_000_000,
         ids: Iterable[int] = range(16),
         protocol: float = 2.0,
+        min_reply_timeout_ms: float = 0.0,
     ) -> None:
+        if not (math.isfinite(min_reply_timeout_ms) and min_reply_timeout_ms >= 0):
+            raise ValueError(f"min_reply_timeout_ms must be a finite number >= 0, got {min_reply_timeout_ms!r}")
         self.port = port
         self.baudrate = int(baudrate)
         self.ids = [int(i) for i in ids]
         self.protocol = protocol
+        self.min_reply_timeout_ms = float(min_reply_timeout_ms)
         self.port_handler: sdk.PortHandler | None = None
         self.packet_handler = sdk.PacketHandler(protocol)
 
     # ---- lifecycle --------------------------------------------------------------
     def connect(self) -> None:
         """Open the port at ``baudrate``; raise :class:`BusError` with hints if it cannot."""
-        ph = sdk.PortHandler(self.port)
+        ph = _PortHandler(self.port, self.min_reply_timeout_ms)
         hint = (
             "check that the U2D2 is plugged in, the device path is right (ls /dev/ttyUSB* /dev/serial/by-id), "
             "you have permission (dialout group) and no other process holds the port"

@@ -32,12 +32,15 @@ class EmulatedHandConfig:
     """The simulated hand behind the emulator, and the LEAP driver's bus/motor settings.
 
     ``leap.port`` is ignored (the emulator's pty is used); ``leap.baudrate`` is also the
-    wire speed the emulator charges for every packet.
+    wire speed the emulator charges for every packet. The emulator is a thread of this
+    process, so on a loaded machine it can answer later than a motor would:
+    ``reply_timeout_ms`` is the driver's reply timeout here (the SDK's ~34 ms suits motors).
     """
 
     sim: SimHandConfig = field(default_factory=SimHandConfig)
     leap: LeapHandConfig = field(default_factory=LeapHandConfig)
     emulate_wire_time: bool = True
+    reply_timeout_ms: float = 1000.0
 
     def __post_init__(self) -> None:
         if isinstance(self.sim, dict):
@@ -49,6 +52,9 @@ class EmulatedHandConfig:
     def validate(self) -> None:
         self.sim.validate()
         self.leap.validate()
+        t = self.reply_timeout_ms
+        if not (isinstance(t, (int, float)) and 0 <= t <= 5000):
+            raise ValueError(f"emulated hand: reply_timeout_ms must be in [0, 5000] (0: the SDK's), got {t!r}")
 
 
 class EmulatedHand:
@@ -72,7 +78,8 @@ class EmulatedHand:
         self.emulator = DynamixelEmulator(
             ids=range(hc.NUM_JOINTS), initial_position=2048, state_provider=self._state,
             on_sync_goal=self._on_goals, baudrate=self.config.leap.baudrate if self.config.emulate_wire_time else None)
-        leap_cfg = LeapHandConfig(**{**self.config.leap.__dict__, "port": self.emulator.port})
+        leap_cfg = LeapHandConfig(**{**self.config.leap.__dict__, "port": self.emulator.port,
+                                     "min_reply_timeout_ms": self.config.reply_timeout_ms})
         self.leap = LeapHand(leap_cfg)
         self.leap.connect()
 

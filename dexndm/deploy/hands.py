@@ -44,6 +44,7 @@ class HandSpec:
     sim: SimHandConfig = field(default_factory=SimHandConfig)
     leap: LeapHandConfig = field(default_factory=LeapHandConfig)
     emulate_wire_time: bool = True
+    reply_timeout_ms: float = 1000.0   # emulated: the driver's reply timeout (EmulatedHandConfig)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HandSpec:
@@ -51,11 +52,13 @@ class HandSpec:
         kind = data.get("kind", "sim")
         if kind not in HAND_KINDS:
             raise ValueError(f"hand.kind must be one of {HAND_KINDS}, got {kind!r}")
-        unknown = sorted(set(data) - {"kind", "sim", "leap", "emulate_wire_time"})
+        valid = ("kind", "sim", "leap", "emulate_wire_time", "reply_timeout_ms")
+        unknown = sorted(set(data) - set(valid))
         if unknown:
-            raise ValueError(f"hand: unknown keys {unknown}; valid keys: kind, sim, leap, emulate_wire_time")
+            raise ValueError(f"hand: unknown keys {unknown}; valid keys: {', '.join(valid)}")
         return cls(kind, build_config(SimHandConfig, data.get("sim"), "hand.sim"),
-                   build_config(LeapHandConfig, data.get("leap"), "hand.leap"), bool(data.get("emulate_wire_time", True)))
+                   build_config(LeapHandConfig, data.get("leap"), "hand.leap"), bool(data.get("emulate_wire_time", True)),
+                   float(data.get("reply_timeout_ms", 1000.0)))
 
 
 def make_hand(spec: HandSpec | Mapping[str, Any]) -> SimHand | EmulatedHand | LeapHand:
@@ -64,5 +67,5 @@ def make_hand(spec: HandSpec | Mapping[str, Any]) -> SimHand | EmulatedHand | Le
     if spec.kind == "sim":
         return SimHand(spec.sim)
     if spec.kind == "emulated":
-        return EmulatedHand(EmulatedHandConfig(spec.sim, spec.leap, spec.emulate_wire_time))
+        return EmulatedHand(EmulatedHandConfig(spec.sim, spec.leap, spec.emulate_wire_time, spec.reply_timeout_ms))
     return LeapHand(spec.leap)

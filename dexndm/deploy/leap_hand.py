@@ -88,6 +88,7 @@ class LeapHandConfig:
     current_limit_ma: float = 350
     return_delay: int = 0
     max_step_rad: float = 0.25  # per tick
+    min_reply_timeout_ms: float = 0.0  # 0: the SDK's reply timeout (right for motors); software hands raise it
 
     def __post_init__(self) -> None:
         self.validate()
@@ -113,6 +114,9 @@ class LeapHandConfig:
         s = self.max_step_rad
         if not (isinstance(s, (int, float)) and math.isfinite(s) and s > 0):
             errs.append(f"max_step_rad must be a positive finite number, got {s!r}")
+        t = self.min_reply_timeout_ms
+        if not (isinstance(t, (int, float)) and math.isfinite(t) and 0 <= t <= 5000):
+            errs.append(f"min_reply_timeout_ms must be in [0, 5000], got {t!r}")
         if errs:
             raise ValueError("invalid LeapHandConfig: " + "; ".join(errs))
 
@@ -131,7 +135,8 @@ class LeapHand:
         config.validate()
         self.config = config
         self.ids = list(range(NUM_JOINTS))
-        self.bus = bus or DynamixelBus(config.port, config.baudrate, ids=self.ids)
+        self.bus = bus or DynamixelBus(config.port, config.baudrate, ids=self.ids,
+                                       min_reply_timeout_ms=config.min_reply_timeout_ms)
         self.last_command: np.ndarray | None = None  # [16] sim rad, what was last sent
 
     def _all(self, value: int) -> dict[int, int]:
