@@ -103,6 +103,7 @@ def main() -> None:
         "zero_action": evaluate(lambda obs: torch.zeros(obs.shape[0], 16), env_cfg, args.envs, args.episodes, args.seed),
         "frames": meta["counters"]["frames"],
         "env_overrides": args.env,
+        "checkpoint": str(args.checkpoint), "seed": args.seed, "episodes": args.episodes, "envs": args.envs,
     }
     print(json.dumps(result, indent=2))
 
