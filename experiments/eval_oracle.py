@@ -75,7 +75,9 @@ def evaluate(policy, env_cfg: dict, envs: int, episodes: int, seed: int) -> dict
                 done[m].extend(out["next", "episode_metrics"][first, k].tolist())
             pending &= ~first
         env.close()
-    result = {k: v["mean"] for k, v in summarize(done).items() if k in ("rot_r", "ttf", "rotp", "rot_rad")}
+    summary = summarize(done)
+    result = {k: v["mean"] for k, v in summary.items() if k in ("rot_r", "ttf", "rotp", "rot_rad")}
+    result["episodes"] = summary["rot_r"]["n"]
     result["rot_by_quarter"] = (rate_sum / rate_count.clamp(min=1)).tolist()
     result["shake"] = fast / max(float(rate_count.sum()), 1.0)
     result["drift_by_quarter"] = (drift_sum / rate_count.clamp(min=1)).tolist()
