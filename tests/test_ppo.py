@@ -210,6 +210,23 @@ def test_grasp_presets_compose_onto_the_env_grasp():
     assert (hard.mass, hard.friction, hard.hold_steps) == (0.05, 0.4, 80) and hard.key() != GraspConfig().key()
 
 
+def test_the_gait_recipe_is_the_long_command_line_it_replaces():
+    from hydra import compose, initialize_config_module
+
+    from dexndm.conf import register
+
+    register()
+    task = ["task=cylinders", "env.wrist=palm_up", "env.axes=+z", "out_dir=x"]
+    long = ["env.num_envs=1024", "total_frames=50000000", "checkpoint_every=25", "reward=rotation", "env.max_sag=null",
+            "env.reward.drop_penalty=25", "env.reward.position=10", "env.reward.tip_contact=0.2", "grasp=hard_draws"]
+    with initialize_config_module(config_module="dexndm.conf", version_base=None):
+        by_recipe = compose(config_name="train_oracle", overrides=[*task, "recipe=gait", "env.reward.position=5"])
+        by_hand = compose(config_name="train_oracle", overrides=[*task, *long, "env.reward.position=5"])
+        default = compose(config_name="train_oracle", overrides=task)
+    assert by_recipe == by_hand                            # and command-line keys still win over the recipe
+    assert by_recipe.env.reward.position == 5 and by_recipe.env != default.env
+
+
 @pytest.mark.parametrize("app", ["eval", "pipeline"])
 def test_grasp_presets_reach_the_env_of_eval_and_pipeline(app):
     """A policy trained from palm-resting grasps is evaluated (and adapted) from the same grasps; the
