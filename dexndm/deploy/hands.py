@@ -44,7 +44,7 @@ class HandSpec:
     sim: SimHandConfig = field(default_factory=SimHandConfig)
     leap: LeapHandConfig = field(default_factory=LeapHandConfig)
     emulate_wire_time: bool = True
-    reply_timeout_ms: float = 1000.0   # emulated: the driver's reply timeout (EmulatedHandConfig)
+    reply_timeout_ms: float = EmulatedHandConfig.reply_timeout_ms   # emulated: the driver's reply timeout
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HandSpec:
@@ -58,7 +58,7 @@ class HandSpec:
             raise ValueError(f"hand: unknown keys {unknown}; valid keys: {', '.join(valid)}")
         return cls(kind, build_config(SimHandConfig, data.get("sim"), "hand.sim"),
                    build_config(LeapHandConfig, data.get("leap"), "hand.leap"), bool(data.get("emulate_wire_time", True)),
-                   float(data.get("reply_timeout_ms", 1000.0)))
+                   float(data.get("reply_timeout_ms", EmulatedHandConfig.reply_timeout_ms)))
 
 
 def make_hand(spec: HandSpec | Mapping[str, Any]) -> SimHand | EmulatedHand | LeapHand:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import lightning as L
 import torch.distributed as dist
+from lightning.pytorch.trainer.states import TrainerStatus
 
 
 class CloseProcessGroup(L.Callback):
-    """At the end of ``fit``, every rank waits for the others, then destroys its gloo process group.
+    """At the end of ``fit``, every rank waits for the others (if fit finished), then destroys its gloo group.
 
     A later ``trainer.fit``/``test`` on the same trainer starts a new group (Lightning initialises
     one whenever none is up). NCCL groups are left to Lightning, which destroys them at exit.
@@ -24,5 +25,6 @@ class CloseProcessGroup(L.Callback):
             return
         if dist.get_backend() != "gloo":
             return
-        dist.barrier()
+        if trainer.state.status == TrainerStatus.FINISHED:  # after a failure a peer may never reach the barrier
+            dist.barrier()
         dist.destroy_process_group()
