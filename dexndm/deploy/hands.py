@@ -52,7 +52,7 @@ class HandSpec:
         kind = data.get("kind", "sim")
         if kind not in HAND_KINDS:
             raise ValueError(f"hand.kind must be one of {HAND_KINDS}, got {kind!r}")
-        valid = ("kind", "sim", "leap", "emulate_wire_time", "reply_timeout_ms")
+        valid = tuple(f.name for f in dataclasses.fields(cls))
         unknown = sorted(set(data) - set(valid))
         if unknown:
             raise ValueError(f"hand: unknown keys {unknown}; valid keys: {', '.join(valid)}")
