@@ -111,6 +111,18 @@ class NotData:
     """Anything that needs unpickling code to load."""
 
 
+def test_torch_threads_hold_during_the_run_and_are_restored(tmp_path, tiny_env_cfg, monkeypatch):
+    seen = []
+    iterate = PPOTrainer.iterate
+    monkeypatch.setattr(PPOTrainer, "iterate", lambda self: (seen.append(torch.get_num_threads()), iterate(self))[1])
+    before = torch.get_num_threads()
+    wanted = 1 if before > 1 else 2
+    train(tiny_cfg(tiny_env_cfg, tmp_path, iterations=2, torch_threads=wanted))
+    assert seen == [wanted, wanted] and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="torch_threads must be null"):
+        PPOTrainer(tiny_cfg(tiny_env_cfg, tmp_path / "bad", iterations=1, torch_threads=0))
+
+
 def test_pickled_checkpoints_are_refused(tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save({"format": FORMAT, "x": NotData()}, bad)

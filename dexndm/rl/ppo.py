@@ -57,7 +57,7 @@ _UPDATE_KEYS = ("observation", "action", "action_log_prob", "loc", "scale", "adv
 #: Config keys that may change when resuming (everything else must match the checkpoint).
 _RESUMABLE_CHANGES = {"total_frames", "device", "out_dir", "resume", "progress", "tensorboard", "print_every",
                       "keep_history", "checkpoint_every", "env.grasp_dir", "env.nthread", "env.grasp_generate",
-                      "init_from", "stagger_episodes"}
+                      "init_from", "stagger_episodes", "torch_threads"}
 
 
 @dataclass
@@ -76,6 +76,7 @@ class RunSettings:
     keep_history: bool = False       # also keep checkpoints/iter_XXXXXX.pt at every boundary
     init_from: str | None = None     # a fresh run starts from this oracle's weights and normalisers
     stagger_episodes: bool = True    # after each full reset, cut the first episodes at random lengths
+    torch_threads: int | None = None  # CPU threads of torch's ops during run(); None keeps torch's default
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunSettings":
@@ -88,6 +89,9 @@ class RunSettings:
         run = cls(**{k: v for k, v in data.items() if k in names})
         if run.total_frames < 1 or run.checkpoint_every < 1:
             raise ValueError("train_oracle: total_frames and checkpoint_every must be >= 1")
+        if run.torch_threads is not None and (isinstance(run.torch_threads, bool) or int(run.torch_threads) < 1):
+            raise ValueError(f"train_oracle: torch_threads must be null (torch's default) or >= 1, "
+                             f"got {run.torch_threads!r}")
         return run
 
 
@@ -370,6 +374,9 @@ class PPOTrainer:
                                   print_every=self.run_cfg.print_every)
         last = {}
         path = self.ckpt_dir / "last.pt"
+        threads_before = torch.get_num_threads()
+        if self.run_cfg.torch_threads is not None:
+            torch.set_num_threads(int(self.run_cfg.torch_threads))
         try:
             while self.iteration < iterations:
                 last = self.iterate()
@@ -378,6 +385,7 @@ class PPOTrainer:
                 if final or self.iteration % self.run_cfg.checkpoint_every == 0:
                     path = self._boundary(reset=not final)
         finally:
+            torch.set_num_threads(threads_before)
             self.logger.close()
         return {"iterations": self.iteration, "frames": self.frames, "out_dir": str(self.out_dir),
                 "checkpoint": str(path), "wall_s": time.perf_counter() - self._t_start, "last": last}
