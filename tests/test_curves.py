@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dexndm.eval.curves import main, read_metrics
+import math
+
+from dexndm.eval.curves import main, read_metrics, window_means
 
 
 def test_curves_from_csv(tmp_path):
@@ -35,3 +37,20 @@ def test_several_runs_are_overlaid_and_need_distinct_names(tmp_path):
     (tmp_path / "b" / "white_metrics.csv").write_text((tmp_path / "white_metrics.csv").read_text())
     with pytest.raises(SystemExit, match="same name"):
         main([str(tmp_path / "white_metrics.csv"), str(tmp_path / "b" / "white_metrics.csv")])
+
+
+def test_window_means_weight_episodes_by_count(tmp_path, capsys):
+    # 4 rows of 1000 frames: window [0, 2000) holds rows 1-2, [2000, 4000) rows 3-4
+    rows = ["iteration,frames,episode/count,episode/rot_r,reward/mean",
+            "1,1000,3,10,1", "2,2000,1,50,3", "3,3000,0,,5", "4,4000,2,20,7"]
+    (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n")
+    m = read_metrics(tmp_path)
+    table = window_means(m, ["episode/rot_r", "reward/mean", "policy/kl"], 2000)
+    assert [(a, b) for a, b, _ in table] == [(0, 2000), (2000, 4000)]
+    assert table[0][2]["episode/rot_r"] == (3 * 10 + 50) / 4        # by episodes, not rows (30)
+    assert table[1][2]["episode/rot_r"] == 20                       # the row without episodes is skipped
+    assert table[0][2]["reward/mean"] == 2 and table[1][2]["reward/mean"] == 6
+    assert math.isnan(table[0][2]["policy/kl"])
+    assert main([str(tmp_path), "--keys", "episode/rot_r", "--table", "0.002"]) == 0
+    printed = capsys.readouterr().out
+    assert "| 0-0.002 | " in printed and "| 20 |" in printed

@@ -3,6 +3,8 @@
 ``dexndm curves RUN_DIR [--out FILE.png] [--keys k1,k2,...]`` plots the chosen columns
 against frames, so a committed CSV can be turned into the figure of a report.  Several
 runs (``dexndm curves A.csv B.csv ...``) are overlaid, one colour each, to compare a sweep.
+``--table MFRAMES`` also prints the mean of each key over windows of that many million
+frames, one row per window and run, so runs can be compared at equal frames in a report.
 """
 
 from __future__ import annotations
@@ -27,6 +29,46 @@ def read_metrics(path: str | Path) -> dict[str, list[float]]:
     if not rows:
         raise ValueError(f"{path} holds no rows yet")
     return {k: [float(r[k]) if r[k] not in ("", None) else float("nan") for r in rows] for k in rows[0]}
+
+
+def window_means(metrics: dict[str, list[float]], keys, window_frames: float) -> list[tuple[float, float, dict]]:
+    """Mean of each key over consecutive frame windows ``[start, start + window_frames)``.
+
+    ``episode/*`` columns are averaged over episodes (weighted by ``episode/count`` when the
+    CSV has it: a row's value is the mean of the episodes that ended in that iteration);
+    other columns over rows.  Empty cells are skipped; a window without a value gives NaN.
+    Returns ``[(start, end, {key: mean})]`` for every window up to the last row's frames.
+    """
+    import numpy as np
+
+    if window_frames <= 0:
+        raise ValueError(f"window must be > 0 frames, got {window_frames}")
+    frames = np.asarray(metrics["frames"], dtype=float)
+    counts = np.asarray(metrics.get("episode/count", np.ones_like(frames)), dtype=float)
+    out = []
+    for start in np.arange(0.0, frames.max(), window_frames):
+        rows = (frames > start) & (frames <= start + window_frames)
+        means = {}
+        for key in keys:
+            y = np.asarray(metrics.get(key, np.full_like(frames, np.nan)), dtype=float)
+            w = np.where(np.isfinite(counts), counts, 0.0) if key.startswith("episode/") else np.ones_like(y)
+            ok = rows & np.isfinite(y) & (w > 0)
+            means[key] = float(np.average(y[ok], weights=w[ok])) if ok.any() else float("nan")
+        out.append((float(start), float(start + window_frames), means))
+    return out
+
+
+def format_table(runs: dict[str, dict[str, list[float]]], keys, window_frames: float) -> str:
+    """Markdown table of ``window_means`` for every run: one row per (window, run)."""
+    lines = ["| frames (M) | run | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    tables = {name: window_means(m, keys, window_frames) for name, m in runs.items()}
+    for index in range(max(len(t) for t in tables.values())):
+        for name, table in tables.items():
+            if index < len(table):
+                start, end, means = table[index]
+                cells = " | ".join(f"{means[k]:.3g}" for k in keys)
+                lines.append(f"| {start / 1e6:g}-{end / 1e6:g} | {name} | {cells} |")
+    return "\n".join(lines)
 
 
 def plot_curves(metrics: dict[str, list[float]], keys=DEFAULT_KEYS, out: str | Path = "curves.png",
@@ -85,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="PNG path (default: RUN/curves.png, for the first RUN)")
     parser.add_argument("--keys", default=",".join(DEFAULT_KEYS))
     parser.add_argument("--title", default="")
+    parser.add_argument("--table", type=float, default=None, metavar="MFRAMES",
+                        help="also print the keys' means over windows of this many million frames")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     paths = [Path(r) for r in args.run]
     out = args.out or ((paths[0] if paths[0].is_dir() else paths[0].parent) / "curves.png")
@@ -93,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("dexndm curves: two runs have the same name; pass distinct files or directories")
     path = plot_runs(runs, args.keys.split(","), out, args.title)
     print(f"[curves] wrote {path}")
+    if args.table is not None:
+        print(format_table(runs, [k for k in args.keys.split(",") if any(k in m for m in runs.values())],
+                           args.table * 1e6))
     return 0
 
 
