@@ -40,7 +40,7 @@ def test_several_runs_are_overlaid_and_need_distinct_names(tmp_path):
 
 
 def test_window_means_weight_episodes_by_count(tmp_path, capsys):
-    # 4 rows of 1000 frames: window [0, 2000) holds rows 1-2, [2000, 4000) rows 3-4
+    # 4 rows of 1000 frames: window (0, 2000] holds rows 1-2, (2000, 4000] rows 3-4
     rows = ["iteration,frames,episode/count,episode/rot_r,reward/mean",
             "1,1000,3,10,1", "2,2000,1,50,3", "3,3000,0,,5", "4,4000,2,20,7"]
     (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n")

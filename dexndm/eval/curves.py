@@ -32,7 +32,8 @@ def read_metrics(path: str | Path) -> dict[str, list[float]]:
 
 
 def window_means(metrics: dict[str, list[float]], keys, window_frames: float) -> list[tuple[float, float, dict]]:
-    """Mean of each key over consecutive frame windows ``[start, start + window_frames)``.
+    """Mean of each key over consecutive frame windows ``(start, start + window_frames]`` (a row's
+    ``frames`` is the count at the end of its iteration, so it belongs to the window it closes).
 
     ``episode/*`` columns are averaged over episodes (weighted by ``episode/count`` when the
     CSV has it: a row's value is the mean of the episodes that ended in that iteration);
