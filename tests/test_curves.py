@@ -6,7 +6,7 @@ import pytest
 
 import math
 
-from dexndm.eval.curves import main, read_metrics, window_means
+from dexndm.eval.curves import append_rows, main, read_metrics, window_means
 
 
 def test_curves_from_csv(tmp_path):
@@ -54,3 +54,28 @@ def test_window_means_weight_episodes_by_count(tmp_path, capsys):
     assert main([str(tmp_path), "--keys", "episode/rot_r", "--table", "0.002"]) == 0
     printed = capsys.readouterr().out
     assert "| 0-0.002 | " in printed and "| 20 |" in printed
+
+
+def _write_metrics(path, iterations, columns="iteration,frames,episode/rot_r"):
+    rows = [columns] + [f"{i},{i * 1000},{i / 10}" + ",0" * (columns.count(",") - 2) for i in iterations]
+    path.write_text("\n".join(rows) + "\n")
+
+
+def test_append_to_carries_a_committed_curve_on_without_gaps_or_repeats(tmp_path):
+    committed, resumed = tmp_path / "committed.csv", tmp_path / "run"
+    resumed.mkdir()
+    _write_metrics(committed, range(1, 6))
+    _write_metrics(resumed / "metrics.csv", range(4, 10))  # the resumed run's CSV overlaps iterations 4-5
+    assert main([str(resumed), "--append-to", str(committed), "--keys", "episode/rot_r"]) == 0
+    assert read_metrics(committed)["iteration"] == [float(i) for i in range(1, 10)]
+    assert (tmp_path / "curves.png").is_file()
+    assert append_rows(resumed, committed) == 0  # nothing past iteration 9
+
+    _write_metrics(resumed / "metrics.csv", range(11, 14))  # a gap: iteration 10 is missing
+    before = committed.read_bytes()
+    with pytest.raises(ValueError, match="after 9 is 11"):
+        append_rows(resumed, committed)
+    _write_metrics(resumed / "metrics.csv", range(10, 14), columns="iteration,frames,episode/rot_r,extra")
+    with pytest.raises(ValueError, match="extra"):
+        append_rows(resumed, committed)
+    assert committed.read_bytes() == before  # a refused append leaves the committed curve as it was

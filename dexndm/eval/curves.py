@@ -5,12 +5,15 @@ against frames, so a committed CSV can be turned into the figure of a report.  S
 runs (``dexndm curves A.csv B.csv ...``) are overlaid, one colour each, to compare a sweep.
 ``--table MFRAMES`` also prints the mean of each key over windows of that many million
 frames, one row per window and run, so runs can be compared at equal frames in a report.
+``--append-to FILE.csv`` first appends the run's rows past FILE's last iteration to FILE (a committed
+curve carried on by a resumed run), then plots FILE.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 from pathlib import Path
 
@@ -29,6 +32,53 @@ def read_metrics(path: str | Path) -> dict[str, list[float]]:
     if not rows:
         raise ValueError(f"{path} holds no rows yet")
     return {k: [float(r[k]) if r[k] not in ("", None) else float("nan") for r in rows] for k in rows[0]}
+
+
+def append_rows(source: str | Path, target: str | Path) -> int:
+    """Append the rows of ``source`` whose iteration is past ``target``'s last one to ``target``.
+
+    For a committed ``metrics.csv`` carried on by a run resumed from its checkpoint: the resumed run's
+    own CSV starts or overlaps wherever that run started.  Both files must have the same columns and
+    the appended rows must go on from ``target``'s last iteration without a gap, else nothing is
+    written.  ``target`` is replaced atomically (temp file, then rename).  Returns the rows appended.
+    """
+    source, target = Path(source), Path(target)
+    if source.is_dir():
+        source = source / "metrics.csv"
+    header_s, rows_s = _read_rows(source)
+    header_t, rows_t = _read_rows(target)
+    if header_s != header_t:
+        raise ValueError(f"{source} and {target} have different columns; append only a run's own curve "
+                         f"(missing in {source}: {sorted(set(header_t) - set(header_s))}, "
+                         f"extra: {sorted(set(header_s) - set(header_t))})")
+    last = int(rows_t[-1]["iteration"])
+    new = [r for r in rows_s if int(r["iteration"]) > last]
+    if not new:
+        return 0
+    iterations = [int(r["iteration"]) for r in new]
+    if iterations != list(range(last + 1, last + 1 + len(new))):
+        gap = next(i for i, (a, b) in enumerate(zip([last] + iterations, iterations)) if b != a + 1)
+        raise ValueError(f"{source} does not go on from {target}'s last iteration {last} without a gap "
+                         f"(next iteration after {([last] + iterations)[gap]} is {iterations[gap]}); resume "
+                         f"the run from the checkpoint that curve ends at")
+    tmp = target.with_name(target.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header_t)  # csv's \r\n, as the run's logger writes
+        writer.writeheader()
+        writer.writerows(rows_t + new)
+    os.replace(tmp, target)
+    return len(new)
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[dict]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: pass a run directory holding metrics.csv, or the file")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    if not rows or "iteration" not in (reader.fieldnames or []):
+        raise ValueError(f"{path} holds no metrics rows with an iteration column")
+    return list(reader.fieldnames), rows
 
 
 def window_means(metrics: dict[str, list[float]], keys, window_frames: float) -> list[tuple[float, float, dict]]:
@@ -130,8 +180,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title", default="")
     parser.add_argument("--table", type=float, default=None, metavar="MFRAMES",
                         help="also print the keys' means over windows of this many million frames")
+    parser.add_argument("--append-to", default=None, metavar="FILE.csv",
+                        help="append the RUN's rows past FILE's last iteration to FILE, then plot FILE")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     paths = [Path(r) for r in args.run]
+    if args.append_to is not None:
+        if len(paths) != 1:
+            raise SystemExit("dexndm curves --append-to takes one RUN (the resumed run's directory or CSV)")
+        print(f"[curves] appended {append_rows(paths[0], args.append_to)} rows to {args.append_to}")
+        paths = [Path(args.append_to)]
     out = args.out or ((paths[0] if paths[0].is_dir() else paths[0].parent) / "curves.png")
     runs = {_run_name(p): read_metrics(p) for p in paths}
     if len(runs) < len(paths):
