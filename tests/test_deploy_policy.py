@@ -68,6 +68,9 @@ def test_nan_policy_holds_the_previous_target():
     target, command = DeployPolicy(base)(torch.zeros(2, base.obs_dim), prev, prev)
     torch.testing.assert_close(target, prev)
     assert torch.isfinite(command).all()
+    obs = torch.zeros(2, base.obs_dim)
+    torch.testing.assert_close(base.act(obs), torch.zeros(2, 16))           # act holds too: one rule for both
+    torch.testing.assert_close(_base(-5.0).act(obs), torch.full((2, 16), -1.0))
 
 
 def test_env_target_offset_is_sent_but_not_chained(tiny_env_cfg):

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from dexndm.hand import constants as hc
-from dexndm.models.generalist import GeneralistPolicy, load_generalist
+from dexndm.models.generalist import GeneralistPolicy, bound_action, load_generalist
 from dexndm.models.residual import ResidualNet, load_residual
 from dexndm.sim.control import ACTION_SCALE
 from dexndm.sim.observations import ObsLayout, deploy_layout
@@ -51,7 +51,7 @@ class DeployPolicy(nn.Module):
         self.register_buffer("upper", torch.as_tensor(hc.JOINT_UPPER, dtype=torch.float32))
 
     def forward(self, obs: torch.Tensor, q: torch.Tensor, prev_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        action = torch.nan_to_num(self.base(obs), nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
+        action = bound_action(self.base(obs))
         target = torch.minimum(torch.maximum(prev_target + self.action_scale * action, self.lower), self.upper)
         command = torch.minimum(torch.maximum(target + self.offset(obs, q, target), self.lower), self.upper)
         return target, command

@@ -90,7 +90,13 @@ class GeneralistPolicy(nn.Module):
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Relative action in [-1, 1] (times ``ACTION_SCALE`` rad per step at the controller)."""
-        return self(obs).clamp(-1.0, 1.0)
+        return bound_action(self(obs))
+
+
+def bound_action(raw: torch.Tensor) -> torch.Tensor:
+    """The network's output as the action the controller takes: non-finite values become 0 (hold the
+    target), the rest are clipped to [-1, 1].  The one place for that rule (``act`` and ``DeployPolicy``)."""
+    return torch.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
 
 
 def _plain_obs_stats(stats: Mapping[str, Any] | None) -> dict[str, list[float]] | None:
