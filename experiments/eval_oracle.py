@@ -104,6 +104,7 @@ def main() -> None:
         "oracle": evaluate(model.act, env_cfg, args.envs, args.episodes, args.seed),
         "zero_action": evaluate(lambda obs: torch.zeros(obs.shape[0], 16), env_cfg, args.envs, args.episodes, args.seed),
         "frames": meta["counters"]["frames"],
+        "lineage": meta["lineage"],   # frames with the runs it was warm-started from: the budget's count
         "env_overrides": args.env,
         "checkpoint": str(args.checkpoint), "seed": args.seed, "episodes": args.episodes, "envs": args.envs,
     }

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dexndm.hand import constants as hc
-from dexndm.rl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_oracle, save_checkpoint
+from dexndm.rl.checkpoint import FORMAT, CheckpointError, lineage_frames, load_checkpoint, load_oracle, save_checkpoint
 from dexndm.rl.config import PPOConfig
 from dexndm.rl.loss import AdaptiveLR, gaussian_kl
 from dexndm.rl.normalizer import RunningNorm
@@ -279,6 +279,18 @@ def test_init_from_warm_starts_weights_but_not_counters(tmp_path, tiny_env_cfg):
         assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(trainer.schedule.lr)
     finally:
         trainer.close()
+    # the lineage counts the frames of both runs, through a resume of the warm-started one as well
+    dst = tmp_path / "dst2"
+    cfg = tiny_cfg(wider, dst, iterations=1, init_from=str(src / "checkpoints" / "last.pt"))
+    train(cfg)
+    train(dict(cfg, total_frames=2 * cfg["total_frames"]))
+    lineage = lineage_frames(load_checkpoint(dst / "checkpoints" / "last.pt"))
+    assert lineage == {"frames": saved["counters"]["frames"] + 2 * cfg["total_frames"], "complete": True,
+                       "parents": [str(src / "checkpoints" / "last.pt")]}
+    assert lineage_frames(saved) == {"frames": saved["counters"]["frames"], "complete": True, "parents": []}
+    legacy = dict(load_checkpoint(dst / "checkpoints" / "last.pt"))
+    del legacy["lineage"]   # written before lineages were recorded: its parents' frames are unknown
+    assert lineage_frames(legacy)["complete"] is False
     bigger = tiny_cfg(wider, tmp_path / "bad", iterations=1, init_from=str(src / "checkpoints" / "last.pt"))
     bigger["ppo"] = dict(bigger.get("ppo", {}), hidden=[32])
     with pytest.raises(ValueError, match="differs from ppo.hidden"):

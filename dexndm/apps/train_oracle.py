@@ -29,7 +29,9 @@ def _hydra_main(cfg: DictConfig) -> None:
     last = summary["last"]
     episode = (f"RotR {last['episode/rot_r']:.2f}, TTF {last['episode/ttf']:.2f}; "
                if "episode/rot_r" in last else "")
-    print(f"[train_oracle] {summary['iterations']} iterations, {summary['frames']} frames in "
+    lineage = (f" ({summary['lineage_frames']} with the runs it was warm-started from)"
+               if summary["lineage_frames"] != summary["frames"] else "")
+    print(f"[train_oracle] {summary['iterations']} iterations, {summary['frames']} frames{lineage} in "
           f"{summary['wall_s']:.0f} s; {episode}checkpoint: {summary['checkpoint']}")
 
 

@@ -213,7 +213,7 @@ class OraclePolicy(Policy):
         self.action_scale = float(meta["action_scale"])
         self.pose_action_range = meta["config"].get("env", {}).get("pose_action_range")
         self.meta.update(checkpoint=str(path), checkpoint_sha256=file_sha256(path),
-                         frames=int(meta["counters"].get("frames", 0)),
+                         frames=int(meta["counters"].get("frames", 0)), lineage_frames=meta["lineage"]["frames"],
                          object_set=meta["config"].get("env", {}).get("object_set"))
 
     def env_requirements(self) -> dict[str, Any]:

@@ -10,7 +10,8 @@ schedule, counters, the reward schedule's reset counter and every RNG state.
 Keys: ``format``, ``model`` (``ActorCritic.state_dict``), ``optimizer``, ``obs_norm``
 (mean/var/count), ``schedule``, ``counters`` (iteration, frames, env0_resets),
 ``rng`` (JSON + torch tensors), ``config`` (JSON), ``obs_layout``, ``joint_order``,
-``action_scale``, ``control_rate_hz``, ``obs_dim``, ``act_dim``, ``versions``.
+``action_scale``, ``control_rate_hz``, ``obs_dim``, ``act_dim``, ``versions``, ``lineage``
+(``lineage_frames``: the frames of this run and of every run it was warm-started from).
 """
 
 from __future__ import annotations
@@ -159,6 +160,25 @@ def with_legacy_values(config: dict) -> dict:
     return config
 
 
+# ---------------------------------------------------------------------- lineage
+def lineage_frames(ckpt: dict) -> dict:
+    """What it took to train the checkpoint's policy: ``{"frames", "complete", "parents"}``.
+
+    ``frames`` counts this run's frames plus those of every run it was warm-started from
+    (``init_from``, recursively): the number a frame budget such as "within 50M frames" is about.
+    ``parents`` lists those checkpoints, nearest first.  Checkpoints written before lineages were
+    recorded carry none; for them ``frames`` is the run's own count and ``complete`` is False when
+    the run was warm-started (its parents' frames are then missing from the sum).
+    """
+    own = int(ckpt["counters"]["frames"])
+    lineage = ckpt.get("lineage")
+    if lineage is not None:
+        return {"frames": own + int(lineage["frames_before"]), "complete": bool(lineage["complete"]),
+                "parents": list(lineage["parents"])}
+    parent = from_json(ckpt["config"]).get("init_from") if "config" in ckpt else None
+    return {"frames": own, "complete": not parent, "parents": [str(parent)] if parent else []}
+
+
 # ---------------------------------------------------------------------- deploy side
 def load_oracle(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the trained ``ActorCritic`` (eval mode) and return ``(model, metadata)``.
@@ -182,6 +202,7 @@ def load_oracle(path: str | Path, device: str | torch.device = "cpu"):
     model.load_state_dict(ckpt["model"])
     model.to(device).eval()
     meta = {k: ckpt[k] for k in ("action_scale", "control_rate_hz", "joint_order", "counters")}
+    meta["lineage"] = lineage_frames(ckpt)
     meta["obs_layout"] = ObsLayout.from_dict(ckpt["obs_layout"])
     meta["config"] = config
     return model, meta

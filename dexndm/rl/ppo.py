@@ -38,8 +38,8 @@ from torchrl.collectors import Collector
 from torchrl.objectives.value import GAE
 
 from dexndm.hand import constants as hc
-from dexndm.rl.checkpoint import (capture_rng, from_json, load_checkpoint, restore_rng, save_checkpoint, to_json,
-                                  with_legacy_values)
+from dexndm.rl.checkpoint import (capture_rng, from_json, lineage_frames, load_checkpoint, restore_rng,
+                                  save_checkpoint, to_json, with_legacy_values)
 from dexndm.conf import to_plain
 from dexndm.rl.config import PPOConfig
 from dexndm.rl.exploration import CorrelatedNoiseActor
@@ -160,6 +160,8 @@ class PPOTrainer:
         self.frames = 0
         self._t_start = time.perf_counter()
         self._elapsed_before = 0.0       # wall time of the runs this one resumes
+        # frames of the runs this one was warm-started from (init_from, recursively): the budget's lineage
+        self.lineage = {"frames_before": 0, "complete": True, "parents": []}
         if ckpt is not None:
             self._load_training_state(ckpt)
         elif self.run_cfg.init_from:
@@ -208,6 +210,9 @@ class PPOTrainer:
         self.iteration = int(ckpt["counters"]["iteration"])
         self.frames = int(ckpt["counters"]["frames"])
         self._elapsed_before = float(ckpt.get("wall_s", 0.0))
+        before = lineage_frames(ckpt)
+        self.lineage = {"frames_before": before["frames"] - self.frames, "complete": before["complete"],
+                        "parents": before["parents"]}
 
     def _init_weights(self, path: Path) -> None:
         """Warm start: the policy, value head and normalisers of another oracle, its Adam moments,
@@ -231,6 +236,9 @@ class PPOTrainer:
         self.schedule.lr = min(self.schedule.lr, float(ckpt["schedule"]["lr"]))
         self.schedule.apply(self.optimizer)
         self.initialised_from = str(path)
+        parent = lineage_frames(ckpt)
+        self.lineage = {"frames_before": parent["frames"], "complete": parent["complete"],
+                        "parents": [str(path)] + parent["parents"]}
 
     def checkpoint_payload(self) -> dict:
         env = self.env
@@ -245,6 +253,7 @@ class PPOTrainer:
                          "blowups": int(env.blowups)},
             "rng": capture_rng(env.rng),
             "wall_s": self._elapsed(),
+            "lineage": dict(self.lineage),
             "config": to_json(self.cfg),
             "obs_layout": env.priv_layout.to_dict(),
             "joint_order": list(hc.JOINT_NAMES),
@@ -388,6 +397,7 @@ class PPOTrainer:
             torch.set_num_threads(threads_before)
             self.logger.close()
         return {"iterations": self.iteration, "frames": self.frames, "out_dir": str(self.out_dir),
+                "lineage_frames": self.frames + self.lineage["frames_before"],
                 "checkpoint": str(path), "wall_s": time.perf_counter() - self._t_start, "last": last}
 
     def close(self) -> None:
