@@ -11,7 +11,8 @@ Keys: ``format``, ``model`` (``ActorCritic.state_dict``), ``optimizer``, ``obs_n
 (mean/var/count), ``schedule``, ``counters`` (iteration, frames, env0_resets),
 ``rng`` (JSON + torch tensors), ``config`` (JSON), ``obs_layout``, ``joint_order``,
 ``action_scale``, ``control_rate_hz``, ``obs_dim``, ``act_dim``, ``versions``, ``lineage``
-(``lineage_frames``: the frames of this run and of every run it was warm-started from).
+(``frames_before``, ``complete``, ``parents``: the runs it was warm-started from, as of the warm start;
+``lineage_frames`` adds this run's frames).
 """
 
 from __future__ import annotations
