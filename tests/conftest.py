@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import dexndm  # noqa: F401  (picks MUJOCO_GL before mujoco is imported)
 import numpy as np
 import pytest
@@ -24,6 +27,15 @@ def tiny_env_cfg(grasp_dir):
     first = object_set(TINY_SET)[0].name
     return dict(num_envs=4, nthread=2, object_set=TINY_SET, object_names=[first], wrist="palm_up", axes="+z",
                 grasp_dir=grasp_dir, grasp={"candidates": 32}, seed=0, randomization={"scale_bins": 1})
+
+
+def experiment_script(name: str):
+    """Import ``experiments/NAME.py`` (the scripts there are not a package) as a module."""
+    path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def zero_action(n: int):

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from dexndm.hand import constants as hc
-
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "eval_oracle.py"
+from tests.conftest import experiment_script
 
 
 @pytest.fixture(scope="module")
 def eval_oracle():
-    spec = importlib.util.spec_from_file_location("eval_oracle", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return experiment_script("eval_oracle")
 
 
 def test_counts_the_first_episode_of_every_env_in_batches(eval_oracle, tiny_env_cfg) -> None:

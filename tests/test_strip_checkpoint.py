@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from dexndm.models.generalist import GeneralistModule, load_generalist
-
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "strip_checkpoint.py"
+from tests.conftest import experiment_script
 
 
 @pytest.fixture(scope="module")
 def strip():
-    spec = importlib.util.spec_from_file_location("strip_checkpoint", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.strip
+    return experiment_script("strip_checkpoint").strip
 
 
 def _zoo_checkpoint(path: Path) -> GeneralistModule:
