@@ -21,16 +21,8 @@ DEFAULT_KEYS = ("reward/mean", "episode/rot_r", "episode/ttf", "reward/goal", "r
 
 
 def read_metrics(path: str | Path) -> dict[str, list[float]]:
-    """Columns of a metrics.csv as float lists (empty cells become NaN)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: pass a run directory holding metrics.csv, or the file")
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        raise ValueError(f"{path} holds no rows yet")
+    """Columns of a metrics.csv (or a run directory holding one) as float lists (empty cells become NaN)."""
+    _, rows = _read_rows(path)
     return {k: [float(r[k]) if r[k] not in ("", None) else float("nan") for r in rows] for k in rows[0]}
 
 
@@ -42,11 +34,11 @@ def append_rows(source: str | Path, target: str | Path) -> int:
     the appended rows must go on from ``target``'s last iteration without a gap, else nothing is
     written.  ``target`` is replaced atomically (temp file, then rename).  Returns the rows appended.
     """
-    source, target = Path(source), Path(target)
-    if source.is_dir():
-        source = source / "metrics.csv"
     header_s, rows_s = _read_rows(source)
     header_t, rows_t = _read_rows(target)
+    source, target = _csv_path(source), _csv_path(target)
+    if "iteration" not in header_t:
+        raise ValueError(f"{target} has no iteration column: only a run's metrics.csv can be carried on")
     if header_s != header_t:
         raise ValueError(f"{source} and {target} have different columns; append only a run's own curve "
                          f"(missing in {source}: {sorted(set(header_t) - set(header_s))}, "
@@ -55,12 +47,11 @@ def append_rows(source: str | Path, target: str | Path) -> int:
     new = [r for r in rows_s if int(r["iteration"]) > last]
     if not new:
         return 0
-    iterations = [int(r["iteration"]) for r in new]
-    if iterations != list(range(last + 1, last + 1 + len(new))):
-        gap = next(i for i, (a, b) in enumerate(zip([last] + iterations, iterations)) if b != a + 1)
-        raise ValueError(f"{source} does not go on from {target}'s last iteration {last} without a gap "
-                         f"(next iteration after {([last] + iterations)[gap]} is {iterations[gap]}); resume "
-                         f"the run from the checkpoint that curve ends at")
+    for expected, row in enumerate(new, start=last + 1):
+        if int(row["iteration"]) != expected:
+            raise ValueError(f"{source} does not go on from {target}'s last iteration {last} without a gap "
+                             f"(next iteration after {expected - 1} is {row['iteration']}); resume the run "
+                             f"from the checkpoint that curve ends at")
     tmp = target.with_name(target.name + ".tmp")
     with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=header_t)  # csv's \r\n, as the run's logger writes
@@ -70,14 +61,21 @@ def append_rows(source: str | Path, target: str | Path) -> int:
     return len(new)
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[dict]]:
+def _csv_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path / "metrics.csv" if path.is_dir() else path
+
+
+def _read_rows(path: str | Path) -> tuple[list[str], list[dict]]:
+    """(column names, rows as str dicts) of a metrics.csv or of the run directory holding one."""
+    path = _csv_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: pass a run directory holding metrics.csv, or the file")
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         rows = list(reader)
-    if not rows or "iteration" not in (reader.fieldnames or []):
-        raise ValueError(f"{path} holds no metrics rows with an iteration column")
+    if not rows:
+        raise ValueError(f"{path} holds no rows yet")
     return list(reader.fieldnames), rows
 
 
