@@ -7,6 +7,7 @@ import pytest
 import math
 
 from dexndm.eval.curves import append_rows, main, read_metrics, window_means
+from dexndm.rl.checkpoint import save_checkpoint
 
 
 def test_curves_from_csv(tmp_path):
@@ -79,3 +80,16 @@ def test_append_to_carries_a_committed_curve_on_without_gaps_or_repeats(tmp_path
     with pytest.raises(ValueError, match="extra"):
         append_rows(resumed, committed)
     assert committed.read_bytes() == before  # a refused append leaves the committed curve as it was
+
+
+def test_append_to_stops_at_the_runs_last_checkpoint(tmp_path):
+    # a run killed at iteration 12 after checkpointing at 10 re-runs 11-12 when it resumes:
+    # the committed curve must not take the rows the resume will replace
+    committed, run = tmp_path / "committed.csv", tmp_path / "run"
+    run.mkdir()
+    _write_metrics(committed, range(1, 6))
+    _write_metrics(run / "metrics.csv", range(1, 13))
+    save_checkpoint(run / "checkpoints" / "last.pt", {"counters": {"iteration": 10, "frames": 10_000}})
+    assert append_rows(run, committed) == 5
+    assert read_metrics(committed)["iteration"][-1] == 10.0
+    assert append_rows(run / "metrics.csv", committed) == 2  # a bare CSV has no checkpoint to stop at

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dexndm.hand import constants as hc
+from dexndm.files import file_sha256
 from dexndm.rl.checkpoint import FORMAT, CheckpointError, lineage_frames, load_checkpoint, load_oracle, save_checkpoint
 from dexndm.rl.config import PPOConfig
 from dexndm.rl.loss import AdaptiveLR, gaussian_kl
@@ -285,12 +286,14 @@ def test_init_from_warm_starts_weights_but_not_counters(tmp_path, tiny_env_cfg):
     train(cfg)
     train(dict(cfg, total_frames=2 * cfg["total_frames"]))
     lineage = lineage_frames(load_checkpoint(dst / "checkpoints" / "last.pt"))
+    parent = src / "checkpoints" / "last.pt"
     assert lineage == {"frames": saved["counters"]["frames"] + 2 * cfg["total_frames"], "complete": True,
-                       "parents": [str(src / "checkpoints" / "last.pt")]}
+                       "parents": [{"path": str(parent), "sha256": file_sha256(parent)}]}
     assert lineage_frames(saved) == {"frames": saved["counters"]["frames"], "complete": True, "parents": []}
     legacy = dict(load_checkpoint(dst / "checkpoints" / "last.pt"))
     del legacy["lineage"]   # written before lineages were recorded: its parents' frames are unknown
     assert lineage_frames(legacy)["complete"] is False
+    assert lineage_frames(legacy)["parents"] == [{"path": str(parent), "sha256": None}]
     bigger = tiny_cfg(wider, tmp_path / "bad", iterations=1, init_from=str(src / "checkpoints" / "last.pt"))
     bigger["ppo"] = dict(bigger.get("ppo", {}), hidden=[32])
     with pytest.raises(ValueError, match="differs from ppo.hidden"):

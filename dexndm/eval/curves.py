@@ -5,8 +5,8 @@ against frames, so a committed CSV can be turned into the figure of a report.  S
 runs (``dexndm curves A.csv B.csv ...``) are overlaid, one colour each, to compare a sweep.
 ``--table MFRAMES`` also prints the mean of each key over windows of that many million
 frames, one row per window and run, so runs can be compared at equal frames in a report.
-``--append-to FILE.csv`` first appends the run's rows past FILE's last iteration to FILE (a committed
-curve carried on by a resumed run), then plots FILE.
+``--append-to FILE.csv`` first appends the run's rows past FILE's last iteration, up to the run's last
+checkpoint, to FILE (a committed curve carried on by a resumed run), then plots FILE.
 """
 
 from __future__ import annotations
@@ -32,8 +32,11 @@ def append_rows(source: str | Path, target: str | Path) -> int:
     For a committed ``metrics.csv`` carried on by a run resumed from its checkpoint: the resumed run's
     own CSV starts or overlaps wherever that run started.  Both files must have the same columns and
     the appended rows must go on from ``target``'s last iteration without a gap, else nothing is
-    written.  ``target`` is replaced atomically (temp file, then rename).  Returns the rows appended.
+    written.  When ``source`` is a run directory with ``checkpoints/last.pt``, rows past that
+    checkpoint's iteration are left out: a killed run wrote them, and its resume re-runs those
+    iterations.  ``target`` is replaced atomically (temp file, then rename).  Returns the rows appended.
     """
+    upto = _checkpoint_iteration(source)
     header_s, rows_s = _read_rows(source)
     header_t, rows_t = _read_rows(target)
     source, target = _csv_path(source), _csv_path(target)
@@ -44,7 +47,7 @@ def append_rows(source: str | Path, target: str | Path) -> int:
                          f"(missing in {source}: {sorted(set(header_t) - set(header_s))}, "
                          f"extra: {sorted(set(header_s) - set(header_t))})")
     last = int(rows_t[-1]["iteration"])
-    new = [r for r in rows_s if int(r["iteration"]) > last]
+    new = [r for r in rows_s if last < int(r["iteration"]) <= upto]
     if not new:
         return 0
     for expected, row in enumerate(new, start=last + 1):
@@ -59,6 +62,16 @@ def append_rows(source: str | Path, target: str | Path) -> int:
         writer.writerows(rows_t + new)
     os.replace(tmp, target)
     return len(new)
+
+
+def _checkpoint_iteration(run: str | Path) -> float:
+    """The iteration of a run directory's last checkpoint (``inf`` for a bare CSV or a run without one)."""
+    ckpt = Path(run) / "checkpoints" / "last.pt"
+    if not ckpt.is_file():
+        return float("inf")
+    from dexndm.rl.checkpoint import load_checkpoint
+
+    return int(load_checkpoint(ckpt)["counters"]["iteration"])
 
 
 def _csv_path(path: str | Path) -> Path:

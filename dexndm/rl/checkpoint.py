@@ -167,7 +167,9 @@ def lineage_frames(ckpt: dict) -> dict:
 
     ``frames`` counts this run's frames plus those of every run it was warm-started from
     (``init_from``, recursively): the number a frame budget such as "within 50M frames" is about.
-    ``parents`` lists those checkpoints, nearest first.  Checkpoints written before lineages were
+    ``parents`` lists those checkpoints, nearest first, as ``{"path", "sha256"}``: the hash names the
+    parent after its path has been overwritten by that run's later checkpoints (``None`` where the
+    checkpoint was written before hashes were recorded).  Checkpoints written before lineages were
     recorded carry none; for them ``frames`` is the run's own count and ``complete`` is False when
     the run was warm-started (its parents' frames are then missing from the sum).
     """
@@ -175,9 +177,16 @@ def lineage_frames(ckpt: dict) -> dict:
     lineage = ckpt.get("lineage")
     if lineage is not None:
         return {"frames": own + int(lineage["frames_before"]), "complete": bool(lineage["complete"]),
-                "parents": list(lineage["parents"])}
+                "parents": [_parent_entry(p) for p in lineage["parents"]]}
     parent = from_json(ckpt["config"]).get("init_from") if "config" in ckpt else None
-    return {"frames": own, "complete": not parent, "parents": [str(parent)] if parent else []}
+    return {"frames": own, "complete": not parent, "parents": [_parent_entry(str(parent))] if parent else []}
+
+
+def _parent_entry(parent: str | dict) -> dict:
+    """A lineage parent as ``{"path", "sha256"}``; lineages written before hashes held bare paths."""
+    if isinstance(parent, str):
+        return {"path": parent, "sha256": None}
+    return {"path": str(parent["path"]), "sha256": parent.get("sha256")}
 
 
 # ---------------------------------------------------------------------- deploy side

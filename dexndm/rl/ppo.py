@@ -37,6 +37,7 @@ import torch
 from torchrl.collectors import Collector
 from torchrl.objectives.value import GAE
 
+from dexndm.files import file_sha256
 from dexndm.hand import constants as hc
 from dexndm.rl.checkpoint import (capture_rng, from_json, lineage_frames, load_checkpoint, restore_rng,
                                   save_checkpoint, to_json, with_legacy_values)
@@ -238,7 +239,7 @@ class PPOTrainer:
         self.initialised_from = str(path)
         parent = lineage_frames(ckpt)
         self.lineage = {"frames_before": parent["frames"], "complete": parent["complete"],
-                        "parents": [str(path)] + parent["parents"]}
+                        "parents": [{"path": str(path), "sha256": file_sha256(path)}] + parent["parents"]}
 
     def checkpoint_payload(self) -> dict:
         env = self.env
