@@ -35,12 +35,15 @@ THUMB_CMC, THUMB_AXL = 12, 13
 
 def paddle(env_cfg: dict, envs: int, steps: int, A_r: float, A_m: float, omega: float, lag: float,
            thumb: float = 0.0, seed: int = 3) -> dict[str, float]:
-    """Run one pattern; held fraction and radians about the axis (held episodes, all episodes)."""
+    """Run one pattern; held fraction, radians about the axis (held episodes, all episodes), and
+    ``target_lag_rad``: the largest distance of the joint targets from the pattern over the second half
+    of the steps (0 while A w stays under the relative actions' 0.83 rad/s and the limits allow it)."""
     env = make_env(env_cfg, num_envs=envs, seed=seed)
     try:
         td = env.reset()
         base = env.control.target.copy()
         held = np.ones(envs, bool)
+        lag_rad = 0.0
         for t in range(steps):
             phase = omega * t * env.dt
             offset = np.zeros(16)
@@ -54,9 +57,11 @@ def paddle(env_cfg: dict, envs: int, steps: int, A_r: float, A_m: float, omega: 
             out = env.step(td)
             held &= ~out["next", "done"].squeeze(-1).numpy()
             td = env.step_mdp(out)           # no auto-reset: a finished episode stays finished
+            if t >= steps // 2:
+                lag_rad = max(lag_rad, float(np.abs(env.control.target - (base + offset)).max()))
         turned = env.tracker.w_dot_k * env.dt
         return {"held": float(held.mean()), "rad_held": float(turned[held].mean()) if held.any() else float("nan"),
-                "rad_all": float(turned.mean())}
+                "rad_all": float(turned.mean()), "target_lag_rad": lag_rad}
     finally:
         env.close()
 
