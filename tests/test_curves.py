@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
 import math
 
-from dexndm.eval.curves import append_rows, main, read_metrics, window_means
+import pytest
+
+from dexndm.eval.curves import append_rows, main, read_metrics, stitch, window_means
 from dexndm.rl.checkpoint import save_checkpoint
 
 
@@ -93,3 +93,34 @@ def test_append_to_stops_at_the_runs_last_checkpoint(tmp_path):
     assert append_rows(run, committed) == 5
     assert read_metrics(committed)["iteration"][-1] == 10.0
     assert append_rows(run / "metrics.csv", committed) == 2  # a bare CSV has no checkpoint to stop at
+    fresh = tmp_path / "new" / "metrics.csv"
+    fresh.parent.mkdir()
+    assert append_rows(run, fresh) == 10                      # a new curve: iterations 1-10
+    assert read_metrics(fresh)["iteration"] == [float(i) for i in range(1, 11)]
+
+
+def test_stitch_draws_a_warm_started_run_after_its_parent_up_to_the_branch():
+    parent = {"iteration": [1.0, 2.0, 3.0], "frames": [100.0, 200.0, 300.0], "episode/rot_r": [1.0, 2.0, 3.0]}
+    child = {"iteration": [1.0, 2.0], "frames": [100.0, 200.0], "episode/rot_r": [5.0, 6.0], "extra": [7.0, 8.0]}
+    lineage = stitch([(parent, 200.0), (child, None)])
+    assert lineage["frames"] == [100.0, 200.0, 300.0, 400.0]       # the parent's row at 300 came after the branch
+    assert lineage["iteration"] == [1.0, 2.0, 3.0, 4.0]
+    assert lineage["episode/rot_r"] == [1.0, 2.0, 5.0, 6.0]
+    assert math.isnan(lineage["extra"][0]) and lineage["extra"][2:] == [7.0, 8.0]
+    with pytest.raises(ValueError, match="no row ends at 250"):
+        stitch([(parent, 250.0), (child, None)])                   # not a checkpoint of the parent
+    with pytest.raises(ValueError, match="branched at"):
+        stitch([(parent, None), (child, None)])
+
+
+def test_oracle_goal_curves_script_finds_every_committed_curve(tmp_path):
+    from tests.conftest import experiment_script
+
+    script = experiment_script("oracle_goal_curves")
+    curves = script.lineage_curves()
+    assert set(curves) == set(script.LINEAGES)
+    for goal, metrics in curves.items():
+        frames = metrics["frames"]
+        assert all(b > a for a, b in zip(frames, frames[1:])), goal   # one increasing lineage axis
+        means = script.trailing_means(metrics, ["episode/rot_r", "episode/ttf"], 2e6)
+        assert 0.0 <= means["episode/ttf"] <= 1.0

@@ -31,14 +31,18 @@ def append_rows(source: str | Path, target: str | Path) -> int:
 
     For a committed ``metrics.csv`` carried on by a run resumed from its checkpoint: the resumed run's
     own CSV starts or overlaps wherever that run started.  Both files must have the same columns and
-    the appended rows must go on from ``target``'s last iteration without a gap, else nothing is
+    the appended rows must go on from ``target``'s last iteration without a gap (a ``target`` .csv that
+    does not exist yet starts the curve at iteration 1), else nothing is
     written.  When ``source`` is a run directory with ``checkpoints/last.pt``, rows past that
     checkpoint's iteration are left out: a killed run wrote them, and its resume re-runs those
     iterations.  ``target`` is replaced atomically (temp file, then rename).  Returns the rows appended.
     """
     upto = _checkpoint_iteration(source)
     header_s, rows_s = _read_rows(source)
-    header_t, rows_t = _read_rows(target)
+    if Path(target).suffix == ".csv" and not Path(target).exists():   # a new curve: the run's rows from iteration 1
+        header_t, rows_t = header_s, []
+    else:
+        header_t, rows_t = _read_rows(target)
     source, target = _csv_path(source), _csv_path(target)
     if "iteration" not in header_t:
         raise ValueError(f"{target} has no iteration column: only a run's metrics.csv can be carried on")
@@ -46,7 +50,7 @@ def append_rows(source: str | Path, target: str | Path) -> int:
         raise ValueError(f"{source} and {target} have different columns; append only a run's own curve "
                          f"(missing in {source}: {sorted(set(header_t) - set(header_s))}, "
                          f"extra: {sorted(set(header_s) - set(header_t))})")
-    last = int(rows_t[-1]["iteration"])
+    last = int(rows_t[-1]["iteration"]) if rows_t else 0
     new = [r for r in rows_s if last < int(r["iteration"]) <= upto]
     if not new:
         return 0
@@ -120,6 +124,32 @@ def window_means(metrics: dict[str, list[float]], keys, window_frames: float) ->
     return out
 
 
+def stitch(segments: list[tuple[dict[str, list[float]], float | None]]) -> dict[str, list[float]]:
+    """The curve of a lineage: a run warm-started (``init_from``) from another run's checkpoint.
+
+    ``segments`` are ``(metrics, branch_frames)`` from the first run to the last: each run's rows up to
+    the frames where the next one branched off it (``None`` for the last run: all its rows), the later
+    runs' frames and iterations shifted to follow on.  Frames then count the lineage, as a budget
+    such as "within 50M frames" does.  Columns missing from a run are NaN in its rows.
+    """
+    if not segments or any(cut is None for _, cut in segments[:-1]):
+        raise ValueError("every run but the last needs the frames its successor branched at")
+    keys = list(dict.fromkeys(k for metrics, _ in segments for k in metrics))
+    out: dict[str, list[float]] = {k: [] for k in keys}
+    frames_before = iterations_before = 0.0
+    for metrics, cut in segments:
+        rows = [i for i, f in enumerate(metrics["frames"]) if cut is None or f <= cut]
+        if cut is not None and (not rows or metrics["frames"][rows[-1]] != cut):
+            raise ValueError(f"no row ends at {cut:.0f} frames: branch at a checkpoint's frame count")
+        for k in keys:
+            column = metrics.get(k, [float("nan")] * len(metrics["frames"]))
+            shift = frames_before if k == "frames" else iterations_before if k == "iteration" else 0.0
+            out[k].extend(column[i] + shift for i in rows)
+        frames_before = out["frames"][-1]
+        iterations_before = out["iteration"][-1] if "iteration" in out and out["iteration"] else 0.0
+    return out
+
+
 def format_table(runs: dict[str, dict[str, list[float]]], keys, window_frames: float) -> str:
     """Markdown table of ``window_means`` for every run: one row per (window, run)."""
     lines = ["| frames (M) | run | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
@@ -140,8 +170,11 @@ def plot_curves(metrics: dict[str, list[float]], keys=DEFAULT_KEYS, out: str | P
 
 
 def plot_runs(runs: dict[str, dict[str, list[float]]], keys=DEFAULT_KEYS, out: str | Path = "curves.png",
-              title: str = "") -> Path:
-    """Like ``plot_curves`` for several runs (name -> metrics), overlaid with a legend."""
+              title: str = "", goals: dict[str, float] | None = None, budget_frames: float | None = None,
+              raw: bool = True) -> Path:
+    """Like ``plot_curves`` for several runs (name -> metrics), overlaid with a legend; ``goals``
+    (key -> value) and ``budget_frames`` draw dashed lines at a goal and at a frame budget;
+    ``raw=False`` draws only the moving averages (episode-weighted for ``episode/*``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,13 +194,21 @@ def plot_runs(runs: dict[str, dict[str, list[float]]], keys=DEFAULT_KEYS, out: s
             if key not in metrics:
                 continue
             y = np.asarray(metrics[key])
-            ok = np.isfinite(y)
-            ax.plot(frames[ok], y[ok], lw=0.8, alpha=0.4, color=None if single else colour)
+            # episode/* rows are means of the episodes that ended in them: weigh them by that count
+            w = np.asarray(metrics.get("episode/count", np.ones_like(y)), dtype=float) \
+                if key.startswith("episode/") else np.ones_like(y)
+            ok = np.isfinite(y) & np.isfinite(w) & (w > 0)
+            if raw:
+                ax.plot(frames[ok], y[ok], lw=0.8, alpha=0.4, color=None if single else colour)
             if ok.sum() >= 10:  # a moving average over finished-episode rows
-                k = max(ok.sum() // 30, 3)
-                ax.plot(frames[ok][k - 1:], np.convolve(y[ok], np.ones(k) / k, mode="valid"), lw=1.6,
-                        color=None if single else colour, label=name or None)
+                k = np.ones(max(ok.sum() // 30, 3))
+                smooth = np.convolve(y[ok] * w[ok], k, mode="valid") / np.convolve(w[ok], k, mode="valid")
+                ax.plot(frames[ok][len(k) - 1:], smooth, lw=1.6, color=None if single else colour, label=name or None)
     for ax, key in zip(axes[0], keys):
+        if goals and key in goals:
+            ax.axhline(goals[key], color="k", ls="--", lw=0.8)
+        if budget_frames is not None:
+            ax.axvline(budget_frames / 1e6, color="k", ls=":", lw=0.8)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("frames (M)", fontsize=8)
         ax.tick_params(labelsize=7)
