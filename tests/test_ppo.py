@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
 
 import numpy as np
 import pytest
 import torch
 
-from dexndm.hand import constants as hc
 from dexndm.files import file_sha256
+from dexndm.hand import constants as hc
 from dexndm.rl.checkpoint import FORMAT, CheckpointError, lineage_frames, load_checkpoint, load_oracle, save_checkpoint
 from dexndm.rl.config import PPOConfig
 from dexndm.rl.loss import AdaptiveLR, gaussian_kl
@@ -75,6 +77,40 @@ def test_resume_continues_exactly_like_the_uninterrupted_run(tmp_path, tiny_env_
     rows_a, rows_b = read_csv(straight / "metrics.csv"), read_csv(split / "metrics.csv")
     assert [r["iteration"] for r in rows_b] == ["1", "2", "3", "4"]
     assert [r["reward/mean"] for r in rows_a] == [r["reward/mean"] for r in rows_b]
+
+
+def test_sigterm_checkpoints_the_current_iteration_and_the_resume_goes_on(tmp_path, tiny_env_cfg, monkeypatch):
+    """A stop at an iteration that is not a boundary keeps that iteration; a stop on a boundary resumes exactly."""
+    tiny_env_cfg = {**tiny_env_cfg, "episode_steps": 12}
+    iterate = PPOTrainer.iterate
+
+    def stop_at(iteration):
+        def patched(self):
+            row = iterate(self)
+            if self.iteration == iteration:
+                os.kill(os.getpid(), signal.SIGTERM)        # delivered to this (main) thread at once
+            return row
+        return patched
+
+    handler = signal.getsignal(signal.SIGTERM)
+    straight, split, odd = tmp_path / "straight", tmp_path / "split", tmp_path / "odd"
+    train(tiny_cfg(tiny_env_cfg, straight, iterations=4, checkpoint_every=2))
+    monkeypatch.setattr(PPOTrainer, "iterate", stop_at(2))
+    summary = train(tiny_cfg(tiny_env_cfg, split, iterations=4, checkpoint_every=2))
+    assert summary["stopped_by"] == "SIGTERM" and summary["iterations"] == 2
+    assert signal.getsignal(signal.SIGTERM) is handler          # the previous handler is back
+    monkeypatch.setattr(PPOTrainer, "iterate", iterate)
+    assert train(tiny_cfg(tiny_env_cfg, split, iterations=4, checkpoint_every=2))["stopped_by"] is None
+    a, b = (load_checkpoint(d / "checkpoints" / "last.pt") for d in (straight, split))
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=1e-6, msg=key)
+
+    monkeypatch.setattr(PPOTrainer, "iterate", stop_at(1))     # not a boundary (checkpoint_every=3)
+    assert train(tiny_cfg(tiny_env_cfg, odd, iterations=3, checkpoint_every=3))["iterations"] == 1
+    assert load_checkpoint(odd / "checkpoints" / "last.pt")["counters"]["iteration"] == 1
+    monkeypatch.setattr(PPOTrainer, "iterate", iterate)
+    train(tiny_cfg(tiny_env_cfg, odd, iterations=3, checkpoint_every=3))
+    assert [r["iteration"] for r in read_csv(odd / "metrics.csv")] == ["1", "2", "3"]
 
 
 def test_resume_refuses_a_changed_config(tmp_path, tiny_env_cfg):

@@ -3,7 +3,8 @@
 Writes to the run directory: ``checkpoints/last.pt`` (every ``checkpoint_every``
 iterations and at the end; data only, see ``dexndm.rl.checkpoint``), ``metrics.csv``
 (one row per iteration) and ``tb/`` (TensorBoard).  Rerunning with the same
-``hydra.run.dir`` resumes from ``checkpoints/last.pt`` and continues exactly.
+``hydra.run.dir`` resumes from ``checkpoints/last.pt`` and continues exactly.  SIGTERM or Ctrl-C
+stops the run after the current iteration with a checkpoint there (a second one stops it at once).
 
     dexndm train_oracle task=cuboids env.wrist=palm_up env.axes=+z total_frames=5000000
 """

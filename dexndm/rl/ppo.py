@@ -44,6 +44,7 @@ from dexndm.rl.checkpoint import (capture_rng, from_json, lineage_frames, load_c
 from dexndm.conf import to_plain
 from dexndm.rl.config import PPOConfig
 from dexndm.rl.exploration import CorrelatedNoiseActor
+from dexndm.rl.graceful_stop import GracefulStop
 from dexndm.rl.logger import TrainLogger
 from dexndm.rl.loss import AdaptiveLR, OraclePPOLoss
 from dexndm.rl.networks import ActorCritic, make_actor, make_critic
@@ -374,7 +375,12 @@ class PPOTrainer:
         return self._elapsed_before + time.perf_counter() - self._t_start
 
     def run(self) -> dict:
-        """Train until ``total_frames``; checkpoints every ``checkpoint_every`` iterations and at the end."""
+        """Train until ``total_frames``; checkpoints every ``checkpoint_every`` iterations and at the end.
+
+        A SIGTERM or Ctrl-C (``GracefulStop``) ends the run after the current iteration with a checkpoint
+        there.  A run resumed from it starts with the full reset of a boundary, so it goes on as the
+        uninterrupted run would with one more boundary at that iteration (exactly so when the stop falls
+        on a ``checkpoint_every`` boundary)."""
         total = self.run_cfg.total_frames
         iterations = math.ceil(total / self.frames_per_batch)
         self._t_start = time.perf_counter()
@@ -388,16 +394,22 @@ class PPOTrainer:
         if self.run_cfg.torch_threads is not None:
             torch.set_num_threads(int(self.run_cfg.torch_threads))
         try:
-            while self.iteration < iterations:
-                last = self.iterate()
-                self.logger.log(last)
-                final = self.iteration >= iterations
-                if final or self.iteration % self.run_cfg.checkpoint_every == 0:
-                    path = self._boundary(reset=not final)
+            with GracefulStop() as stop:
+                while self.iteration < iterations:
+                    last = self.iterate()
+                    self.logger.log(last)
+                    final = self.iteration >= iterations
+                    if final or stop.requested or self.iteration % self.run_cfg.checkpoint_every == 0:
+                        path = self._boundary(reset=not (final or stop.requested))
+                    if stop.requested and not final:
+                        print(f"[train_oracle] stopped by {stop.requested} at iteration {self.iteration} "
+                              f"({self.frames} frames); checkpoint {path}; the same command resumes", flush=True)
+                        break
         finally:
             torch.set_num_threads(threads_before)
             self.logger.close()
         return {"iterations": self.iteration, "frames": self.frames, "out_dir": str(self.out_dir),
+                "stopped_by": stop.requested,
                 "lineage_frames": self.frames + self.lineage["frames_before"],
                 "checkpoint": str(path), "wall_s": time.perf_counter() - self._t_start, "last": last}
 
