@@ -94,3 +94,21 @@ if __name__ == "__main__":
     GOLDEN.parent.mkdir(exist_ok=True)
     GOLDEN.write_text(json.dumps(outputs()))
     print(f"wrote {GOLDEN}", file=sys.stderr)
+
+
+RELEASED_FILES = sorted(p for ext in ("*.pt", "*.ckpt") for p in (ROOT / "checkpoints").rglob(ext))
+
+
+@pytest.mark.parametrize("path", RELEASED_FILES, ids=lambda p: str(p.relative_to(ROOT / "checkpoints")))
+def test_every_released_file_is_named_by_its_card(path):
+    """A checkpoint replaced without its card updated would carry metrics that are not its own."""
+    from dexndm.files import file_sha256
+
+    card = path.parent / "CARD.md"
+    assert card.is_file(), f"{path} has no CARD.md beside it"
+    assert file_sha256(path) in card.read_text(), f"{card} does not give {path.name}'s sha256 {file_sha256(path)}"
+    if path.suffix == ".pt":                       # the oracles load as data and report their lineage
+        from dexndm.rl.checkpoint import load_oracle
+
+        _, meta = load_oracle(path)
+        assert meta["lineage"]["frames"] >= meta["counters"]["frames"] > 0
