@@ -113,7 +113,7 @@ def test_stitch_draws_a_warm_started_run_after_its_parent_up_to_the_branch():
         stitch([(parent, None), (child, None)])
 
 
-def test_oracle_goal_curves_script_finds_every_committed_curve(tmp_path):
+def test_oracle_goal_curves_script_finds_every_committed_curve():
     from tests.conftest import experiment_script
 
     script = experiment_script("oracle_goal_curves")
