@@ -16,23 +16,33 @@ import argparse
 from pathlib import Path
 
 from dexndm.eval.curves import plot_runs, read_metrics, stitch, window_means
+from dexndm.rl.checkpoint import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
+CHECKPOINTS = HERE.parent / "checkpoints" / "oracle"
 BUDGET = 50e6
 GOALS = {"episode/rot_r": 150.0, "episode/ttf": 0.8}
-#: goal -> the lineage's curves, first run first: (metrics.csv under experiments/, frames its successor branched at)
+#: goal -> the lineage's curves, first run first: (metrics.csv under experiments/, the checkpoint of the run that
+#: branched off it, whose recorded lineage says at how many frames, or None for the last run)
 LINEAGES = {
     "palm up, cylinders": [("oracle_cylinders_palm_up_z_tip/metrics.csv", None)],
-    "palm down, cylinders": [("oracle_cylinders_palm_up_z_tip/metrics.csv", 27_033_600),
+    "palm down, cylinders": [("oracle_cylinders_palm_up_z_tip/metrics.csv", "cylinders_palm_down_z_from_tip27"),
                              ("oracle_cylinders_palm_down_z/from_tip27/metrics.csv", None)],
     "palm up, cuboids": [("oracle_cuboids_palm_up_z/hard_draws/metrics.csv", None)],
-    "palm down, cuboids": [("oracle_cuboids_palm_up_z/hard_draws/metrics.csv", 25_395_200),
+    "palm down, cuboids": [("oracle_cuboids_palm_up_z/hard_draws/metrics.csv", "cuboids_palm_down_z_from_up25"),
                            ("oracle_cuboids_palm_down_z/from_up25/metrics.csv", None)],
 }
 
 
+def branch_frames(child: str | None) -> float | None:
+    """The frames a released branch was warm-started at, from its checkpoint's lineage."""
+    if child is None:
+        return None
+    return float(load_checkpoint(CHECKPOINTS / child / "last.pt")["lineage"]["frames_before"])
+
+
 def lineage_curves(root: Path = HERE) -> dict[str, dict[str, list[float]]]:
-    return {goal: stitch([(read_metrics(root / csv), cut) for csv, cut in segments])
+    return {goal: stitch([(read_metrics(root / csv), branch_frames(child)) for csv, child in segments])
             for goal, segments in LINEAGES.items()}
 
 
