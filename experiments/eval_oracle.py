@@ -1,7 +1,7 @@
 """Evaluate an oracle checkpoint against a zero-action policy in its own env (deterministic mean).
 
     PYTHONPATH=. python experiments/eval_oracle.py CHECKPOINT [--envs 64] [--episodes 64] [--seed 1]
-        [--env drop_distance=0.05 ...]
+        [--grasp hard_draws] [--env drop_distance=0.05 ...]
 
 Prints episode means of RotR, TTF, RotP and radians rotated for the oracle and for zero action,
 over ``--episodes`` episodes: the first episode of each environment, run in batches of ``--envs``
@@ -15,7 +15,8 @@ targets within 0.01 rad of a joint limit (relative actions drift there: a joint 
 explores in one direction only), and ``last_quarter_by_joint``: for each joint by name, the mean
 target minus the episode's first target (rad) and the fraction of held steps at a limit, over the
 last quarter (which fingers end up where).
-``--env KEY=VALUE`` changes a setting of the oracle's env for both policies (e.g. measure an oracle
+``--grasp PRESET`` draws start grasps from a ``dexndm/conf/grasp`` preset (``hard_draws``: the grasps the
+gait recipe trains from) and ``--env KEY=VALUE`` changes a setting of the oracle's env for both policies (e.g. measure an oracle
 trained with a looser drop test under the default one); the value is read as YAML.
 """
 
@@ -29,7 +30,7 @@ import torch
 from dexndm.hand import constants as hc
 from dexndm.rl.checkpoint import load_oracle
 from dexndm.sim import make_env
-from dexndm.sim.config import with_overrides
+from dexndm.sim.config import grasp_preset_overrides, with_overrides
 from dexndm.sim.metrics import EPISODE_METRICS, summarize
 
 QUARTERS = 4
@@ -95,17 +96,19 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=64)
     parser.add_argument("--episodes", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--grasp", metavar="PRESET", help="start grasps from dexndm/conf/grasp/PRESET.yaml")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="change an env setting, dotted keys allowed (repeatable)")
     args = parser.parse_args()
     model, meta = load_oracle(args.checkpoint)
-    env_cfg = with_overrides(meta["config"]["env"], args.env)
+    overrides = (grasp_preset_overrides(args.grasp) if args.grasp else []) + args.env   # --env wins
+    env_cfg = with_overrides(meta["config"]["env"], overrides)
     result = {
         "oracle": evaluate(model.act, env_cfg, args.envs, args.episodes, args.seed),
         "zero_action": evaluate(lambda obs: torch.zeros(obs.shape[0], 16), env_cfg, args.envs, args.episodes, args.seed),
         "frames": meta["counters"]["frames"],
         "lineage": meta["lineage"],   # frames with the runs it was warm-started from: the budget's count
-        "env_overrides": args.env,
+        "grasp_preset": args.grasp, "env_overrides": overrides,
         "checkpoint": str(args.checkpoint), "seed": args.seed, "episodes": args.episodes, "envs": args.envs,
     }
     print(json.dumps(result, indent=2))

@@ -259,6 +259,20 @@ def test_grasp_presets_compose_onto_the_env_grasp():
     assert (hard.mass, hard.friction, hard.hold_steps) == (0.05, 0.4, 80) and hard.key() != GraspConfig().key()
 
 
+@pytest.mark.parametrize("preset", ["hard_draws", "palm_rest"])
+def test_grasp_presets_read_outside_hydra_give_the_composed_grasp(preset):
+    """``eval_oracle.py --grasp`` reads the preset file; it must land where ``grasp=PRESET`` lands."""
+    from omegaconf import OmegaConf
+
+    from dexndm.sim.config import EnvConfig, grasp_preset_overrides, with_overrides
+
+    by_file = with_overrides(EnvConfig().to_dict(), grasp_preset_overrides(preset))["grasp"]
+    by_hydra = OmegaConf.to_container(composed_env(f"grasp={preset}").grasp)
+    assert by_file == by_hydra and by_file != EnvConfig().to_dict()["grasp"]
+    with pytest.raises(ValueError, match="presets in dexndm/conf/grasp"):
+        grasp_preset_overrides("hard_draw")
+
+
 def test_the_gait_recipe_is_the_long_command_line_it_replaces():
     from hydra import compose, initialize_config_module
 

@@ -7,6 +7,7 @@ silently run the default.  Randomisation ranges follow DexNDM Appendix C, Table 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,21 @@ def with_overrides(env: dict, items: list[str]) -> dict:
     out = OmegaConf.to_container(merged)
     EnvConfig.from_dict(out)
     return out
+
+
+def grasp_preset_overrides(name: str) -> list[str]:
+    """The ``conf/grasp/<name>.yaml`` preset as ``grasp.KEY=VALUE`` items for ``with_overrides``, so scripts
+    outside Hydra (``experiments/eval_oracle.py --grasp``) read the preset instead of retyping its values."""
+    from importlib import resources
+
+    from omegaconf import OmegaConf
+
+    folder = resources.files("dexndm.conf") / "grasp"
+    names = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    if name not in names:
+        raise ValueError(f"grasp preset {name!r} not found; presets in dexndm/conf/grasp: {names}")
+    preset = OmegaConf.to_container(OmegaConf.create((folder / f"{name}.yaml").read_text()))
+    return [f"grasp.{key}={json.dumps(value)}" for key, value in preset.items()]   # JSON values are YAML
 
 
 def _build(cls, data: dict, where: str):
