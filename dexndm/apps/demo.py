@@ -12,12 +12,11 @@ import json
 import time
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dexndm.conf import register
+from dexndm.apps import hydra_app
 from dexndm.sim import make_env
 from dexndm.sim.metrics import EPISODE_METRICS, summarize
 from dexndm.sim.reward import TERMS
@@ -86,8 +85,7 @@ def _render(frames, path: Path, cfg) -> str | None:
     return str(path)
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="demo")
-def _hydra_main(cfg: DictConfig) -> None:
+def _run_and_print(cfg: DictConfig) -> None:
     summary = run(cfg)
     done = summary["episodes_finished"]
     print(f"[demo] {summary['num_envs']} envs x {summary['steps']} steps at "
@@ -95,6 +93,4 @@ def _hydra_main(cfg: DictConfig) -> None:
           f"{done.get('ttf', {}).get('n', 0)}; blow-ups: {summary['blowups']}; output: {cfg.out_dir}")
 
 
-def main() -> None:
-    register()
-    _hydra_main()
+main = hydra_app("demo", _run_and_print)

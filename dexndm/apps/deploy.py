@@ -12,10 +12,10 @@ import json
 import os
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from dexndm.conf import register, to_plain
+from dexndm.apps import hydra_app
+from dexndm.conf import to_plain
 
 
 def run(cfg: DictConfig | dict) -> dict:
@@ -77,16 +77,13 @@ def run(cfg: DictConfig | dict) -> dict:
     return out
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="deploy")
-def _hydra_main(cfg: DictConfig) -> None:
+def _run_and_print(cfg: DictConfig) -> None:
     out = run(cfg)
     if out["reason"] not in ("duration", "stop", "sigint", "estop"):
         raise SystemExit(1)
 
 
-def main() -> None:
-    register()
-    _hydra_main()
+main = hydra_app("deploy", _run_and_print)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from dexndm.conf import register, to_plain
+from dexndm.apps import hydra_app
+from dexndm.conf import to_plain
 from dexndm.eval.rotation import evaluate
 from dexndm.eval.tables import write_report
 
@@ -92,8 +92,7 @@ def run(cfg: DictConfig | dict) -> dict:
     return report
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="eval")
-def _hydra_main(cfg: DictConfig) -> None:
+def _run_and_print(cfg: DictConfig) -> None:
     try:
         report = run(cfg)
     except (FileNotFoundError, ValueError) as exc:
@@ -101,6 +100,9 @@ def _hydra_main(cfg: DictConfig) -> None:
         raise SystemExit(2) from None
     print(open(report["paths"]["md"]).read())
     print(f"[eval] report: {report['paths']['md']} (+ .csv, .json)")
+
+
+_hydra_entry = hydra_app("eval", _run_and_print)
 
 
 def main() -> int | None:
@@ -113,9 +115,7 @@ def main() -> int | None:
 
         sys.argv = ["dexndm eval dynamics", *sys.argv[2:]]
         return dynamics.main(sys.argv[1:])
-    register()
-    _hydra_main()
-    return None
+    return _hydra_entry()
 
 
 if __name__ == "__main__":

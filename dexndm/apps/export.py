@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from dexndm.conf import register, to_plain
+from dexndm.apps import hydra_app
+from dexndm.conf import to_plain
 
 
 def run(cfg: DictConfig | dict) -> dict:
@@ -35,14 +35,7 @@ def run(cfg: DictConfig | dict) -> dict:
     return {"out": str(out), "manifest": m}
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="export")
-def _hydra_main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
-def main() -> None:
-    register()
-    _hydra_main()
+main = hydra_app("export", run)
 
 
 if __name__ == "__main__":

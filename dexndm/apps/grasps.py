@@ -3,12 +3,11 @@ listed wrist orientation), with a progress bar.  Existing caches are kept."""
 
 from __future__ import annotations
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import Progress
 
-from dexndm.conf import register
+from dexndm.apps import hydra_app
 from dexndm.sim import grasps as grasp_cache
 from dexndm.sim import orientations as ori
 from dexndm.sim.config import EnvConfig
@@ -40,11 +39,4 @@ def run(cfg: DictConfig) -> dict[str, int]:
     return counts
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="grasps")
-def _hydra_main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
-def main() -> None:
-    register()
-    _hydra_main()
+main = hydra_app("grasps", run)

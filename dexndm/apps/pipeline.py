@@ -11,11 +11,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from dexndm.conf import register
+from dexndm.apps import hydra_app
 
 #: Measured on a 2-core CPU machine with the default sizes (see README): shown up front.
 DEFAULT_BUDGET_MIN = 20
@@ -71,14 +70,7 @@ def run(cfg: DictConfig | dict, console: Console | None = None) -> dict:
     return report
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="pipeline")
-def _hydra_main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
-def main() -> None:
-    register()
-    _hydra_main()
+main = hydra_app("pipeline", run)
 
 
 if __name__ == "__main__":

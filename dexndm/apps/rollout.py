@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from dexndm.conf import register
+from dexndm.apps import hydra_app
 from dexndm.rl.rollout import format_report, rollout_oracle
 
 
@@ -60,11 +59,4 @@ def _opt(value):
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="rollout")
-def _hydra_main(cfg: DictConfig) -> None:
-    run(cfg)
-
-
-def main() -> None:
-    register()
-    _hydra_main()
+main = hydra_app("rollout", run)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hydra
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dexndm.conf import register
+from dexndm.apps import hydra_app
 
 
 def run(cfg: DictConfig) -> dict:
@@ -44,13 +43,10 @@ def run(cfg: DictConfig) -> dict:
     return result
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="train")
-def _hydra_main(cfg: DictConfig) -> float | None:
+def _run_and_print(cfg: DictConfig) -> float | None:
     result = run(cfg)
     print(f"[train] best {result['best_model_path']} (score {result['best_model_score']})")
     return result["best_model_score"]  # what a sweeper would minimise
 
 
-def main() -> None:
-    register()
-    _hydra_main()
+main = hydra_app("train", _run_and_print)

@@ -11,10 +11,9 @@ stops the run after the current iteration with a checkpoint there (a second one 
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from dexndm.conf import register
+from dexndm.apps import hydra_app
 
 
 def run(cfg: DictConfig) -> dict:
@@ -24,8 +23,7 @@ def run(cfg: DictConfig) -> dict:
     return train(cfg)
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="train_oracle")
-def _hydra_main(cfg: DictConfig) -> None:
+def _run_and_print(cfg: DictConfig) -> None:
     summary = run(cfg)
     last = summary["last"]
     episode = (f"RotR {last['episode/rot_r']:.2f}, TTF {last['episode/ttf']:.2f}; "
@@ -36,9 +34,7 @@ def _hydra_main(cfg: DictConfig) -> None:
           f"{summary['wall_s']:.0f} s; {episode}checkpoint: {summary['checkpoint']}")
 
 
-def main() -> None:
-    register()
-    _hydra_main()
+main = hydra_app("train_oracle", _run_and_print)
 
 
 if __name__ == "__main__":
