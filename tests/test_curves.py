@@ -55,6 +55,9 @@ def test_window_means_weight_episodes_by_count(tmp_path, capsys):
     assert main([str(tmp_path), "--keys", "episode/rot_r", "--table", "0.002"]) == 0
     printed = capsys.readouterr().out
     assert "| 0-0.002 | " in printed and "| 20 |" in printed
+    assert not (tmp_path / "curves.png").exists()                   # a table alone drops no plot beside the run
+    assert main([str(tmp_path), "--keys", "episode/rot_r", "--table", "0.002", "--out", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").is_file()
 
 
 def _write_metrics(path, iterations, columns="iteration,frames,episode/rot_r"):

@@ -227,11 +227,12 @@ def plot_runs(runs: dict[str, dict[str, list[float]]], keys=DEFAULT_KEYS, out: s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dexndm curves", description=__doc__)
     parser.add_argument("run", nargs="+", help="run directory (with metrics.csv) or the CSV file; several: overlaid")
-    parser.add_argument("--out", default=None, help="PNG path (default: RUN/curves.png, for the first RUN)")
+    parser.add_argument("--out", default=None, help="PNG path (default: RUN/curves.png, for the first RUN; with "
+                                                    "--table and no --out, no plot: a table leaves no file behind)")
     parser.add_argument("--keys", default=",".join(DEFAULT_KEYS))
     parser.add_argument("--title", default="")
     parser.add_argument("--table", type=float, default=None, metavar="MFRAMES",
-                        help="also print the keys' means over windows of this many million frames")
+                        help="print the keys' means over windows of this many million frames")
     parser.add_argument("--append-to", default=None, metavar="FILE.csv",
                         help="append the RUN's rows past FILE's last iteration to FILE, then plot FILE")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -241,12 +242,12 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("dexndm curves --append-to takes one RUN (the resumed run's directory or CSV)")
         print(f"[curves] appended {append_rows(paths[0], args.append_to)} rows to {args.append_to}")
         paths = [Path(args.append_to)]
-    out = args.out or ((paths[0] if paths[0].is_dir() else paths[0].parent) / "curves.png")
     runs = {_run_name(p): read_metrics(p) for p in paths}
     if len(runs) < len(paths):
         raise SystemExit("dexndm curves: two runs have the same name; pass distinct files or directories")
-    path = plot_runs(runs, args.keys.split(","), out, args.title)
-    print(f"[curves] wrote {path}")
+    if args.out is not None or args.table is None:
+        out = args.out or ((paths[0] if paths[0].is_dir() else paths[0].parent) / "curves.png")
+        print(f"[curves] wrote {plot_runs(runs, args.keys.split(','), out, args.title)}")
     if args.table is not None:
         print(format_table(runs, [k for k in args.keys.split(",") if any(k in m for m in runs.values())],
                            args.table * 1e6))
