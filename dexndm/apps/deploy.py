@@ -24,7 +24,8 @@ def run(cfg: DictConfig | dict) -> dict:
 
     from dexndm.deploy.commands import make_command_source
     from dexndm.deploy.export import load_bundle
-    from dexndm.deploy.hands import HandSpec, build_config, make_hand
+    from dexndm.deploy.hands import HandSpec, make_hand
+    from dexndm.typed_config import from_mapping
     from dexndm.deploy.loop import DeployLoop, LoopConfig
     from dexndm.deploy.recorder import SegmentRecorder, open_writer
 
@@ -35,7 +36,7 @@ def run(cfg: DictConfig | dict) -> dict:
                          "out=bundles/mine'")
     bundle = load_bundle(cfg["bundle"])
     spec = HandSpec.from_dict(cfg.get("hand") or {})
-    loop_cfg = build_config(LoopConfig, cfg.get("loop"), "loop")
+    loop_cfg = from_mapping(LoopConfig, cfg.get("loop"), "loop")
     rec = dict(cfg.get("record") or {})
     cmd = dict(cfg.get("commands") or {})
     torch.set_num_threads(int(cfg.get("torch_threads", 1)))

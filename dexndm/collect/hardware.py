@@ -56,7 +56,7 @@ from dexndm.files import file_sha256
 from dexndm.collect.strategies import (MID_RANGE, PLACEHOLDER_AXIS, _single_gravity, noisy_replay, sample_wave_spec,
                                        wave_targets)
 from dexndm.data.writer import TrajectoryWriter
-from dexndm.deploy.bus import BusError, HardwareError, describe_hardware_error
+from dexndm.deploy.bus import BusError, HardwareError, read_hardware_error
 from dexndm.deploy.emulated_hand import EmulatedHand
 from dexndm.deploy.hands import HandSpec, make_hand
 from dexndm.deploy.leap_hand import RAD_PER_TICK, LeapHand
@@ -153,11 +153,7 @@ class HandCollector:
 
     def _hardware_error(self, e: HardwareError) -> NoReturn:
         self.stop_reason, self.motor = "hardware_error", e.dxl_id
-        try:
-            bits = self.hand.hardware_error_status(e.dxl_id)
-            what = f"{describe_hardware_error(bits)} (register 70 = 0x{bits:02X})"
-        except BusError:
-            what = "cause unreadable"
+        what = read_hardware_error(self.hand, e.dxl_id)
         self.message = (f"motor {e.dxl_id} reports a hardware error: {what}. Its torque is off; collection "
                         "stopped. Check load, temperature and supply voltage, power-cycle the hand, then run the "
                         "same command again to continue the file")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import dynamixel_sdk as sdk
 
@@ -50,6 +51,16 @@ def describe_hardware_error(bits: int) -> str:
     """Names of the set bits of a hardware error status value, e.g. 0x24 -> 'overheating, overload'."""
     names = [name for bit, name in HARDWARE_ERROR_BITS.items() if bits & bit]
     return ", ".join(names) if names else f"unknown bits 0x{bits:02X}"
+
+
+def read_hardware_error(hand: Any, dxl_id: int) -> str:
+    """What motor ``dxl_id`` reports in its hardware error status (``hand.hardware_error_status``), read now, e.g.
+    'overload (register 70 = 0x20)'; 'cause unreadable' when that read fails too."""
+    try:
+        bits = hand.hardware_error_status(dxl_id)
+    except BusError:
+        return "cause unreadable"
+    return f"{describe_hardware_error(bits)} (register 70 = 0x{bits:02X})"
 
 
 class _PortHandler(sdk.PortHandler):

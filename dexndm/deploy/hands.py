@@ -22,17 +22,9 @@ from typing import Any, Mapping
 from dexndm.deploy.emulated_hand import EmulatedHand, EmulatedHandConfig
 from dexndm.deploy.leap_hand import LeapHand, LeapHandConfig
 from dexndm.deploy.sim_hand import SimHand, SimHandConfig
+from dexndm.typed_config import from_mapping
 
 HAND_KINDS = ("sim", "emulated", "leap")
-
-
-def build_config(cls, data: Mapping[str, Any] | None, where: str):
-    data = dict(data or {})
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; valid keys: {sorted(names)}")
-    return cls(**data)
 
 
 @dataclass
@@ -56,8 +48,8 @@ class HandSpec:
         unknown = sorted(set(data) - set(valid))
         if unknown:
             raise ValueError(f"hand: unknown keys {unknown}; valid keys: {', '.join(valid)}")
-        return cls(kind, build_config(SimHandConfig, data.get("sim"), "hand.sim"),
-                   build_config(LeapHandConfig, data.get("leap"), "hand.leap"), bool(data.get("emulate_wire_time", True)),
+        return cls(kind, from_mapping(SimHandConfig, data.get("sim"), "hand.sim"),
+                   from_mapping(LeapHandConfig, data.get("leap"), "hand.leap"), bool(data.get("emulate_wire_time", True)),
                    float(data.get("reply_timeout_ms", EmulatedHandConfig.reply_timeout_ms)))
 
 

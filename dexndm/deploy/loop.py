@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dexndm.deploy.bus import BusError, HardwareError, describe_hardware_error
+from dexndm.deploy.bus import BusError, HardwareError, read_hardware_error
 from dexndm.deploy.commands import CommandSource, parse_axis
 from dexndm.deploy.recorder import SegmentRecorder
 from dexndm.deploy.safety import TickStats, Watchdog, ramp
@@ -329,11 +329,7 @@ class DeployLoop:
     def _hardware_error(self, e: HardwareError) -> None:
         rep = self.report
         rep.reason, rep.motor = "hardware_error", e.dxl_id
-        try:
-            bits = self.hand.hardware_error_status(e.dxl_id)
-            what = f"{describe_hardware_error(bits)} (register 70 = 0x{bits:02X})"
-        except BusError:
-            what = "cause unreadable"
+        what = read_hardware_error(self.hand, e.dxl_id)
         rep.message = (f"motor {e.dxl_id} reports a hardware error: {what}. Its torque is off; the loop stopped. "
                        "Check load, temperature and supply voltage, then reboot the motor (power-cycle the hand)")
 

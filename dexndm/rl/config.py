@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from dexndm.typed_config import from_mapping
+
 ACTIVATIONS = ("elu", "relu", "tanh", "silu")
 LR_SCHEDULES = ("adaptive", "fixed")
 
@@ -85,12 +87,7 @@ class PPOConfig:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "PPOConfig":
-        data = dict(data or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"ppo: unknown keys {unknown}; valid keys: {sorted(names)}")
-        return cls(**data)
+        return from_mapping(cls, data, "ppo")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

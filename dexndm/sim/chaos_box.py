@@ -32,13 +32,13 @@ from torchrl.envs import EnvBase
 from dexndm.hand import constants as hc
 from dexndm.hand.model import COLLISION_CONTYPE, HandIndex, add_hand
 from dexndm.sim import orientations as ori
-from dexndm.sim.config import _build
 from dexndm.sim.control import ACTION_SCALE, HandController
 from dexndm.sim.domain import Domain, load_domain
 from dexndm.sim.env import reset_ids
 from dexndm.sim.observations import DeployObservation
 from dexndm.sim.physics import RolloutPhysics
 from dexndm.sim.scene import SensorLayout, add_hand_sensors, kinematic_hand, new_spec, grasp_center
+from dexndm.typed_config import from_mapping
 
 J = hc.NUM_JOINTS
 WALL_BIT = 2                          # contype/conaffinity bit of walls and balls, not of the hand
@@ -118,14 +118,13 @@ class ChaosBoxConfig:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "ChaosBoxConfig":
-        data = {k: (tuple(v) if isinstance(v, list) and k in _TUPLE_KEYS else v) for k, v in (data or {}).items()}
-        return _build(cls, data, "chaos_box")
+        return from_mapping(cls, data, "chaos_box", _TUPLE_KEYS)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-_TUPLE_KEYS = {"ball_radius", "ball_mass", "ball_solimp", "box_size", "axis"}
+_TUPLE_KEYS = frozenset({"ball_radius", "ball_mass", "ball_solimp", "box_size", "axis"})
 
 
 @functools.lru_cache(maxsize=1)

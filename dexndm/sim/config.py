@@ -16,6 +16,7 @@ from typing import Any
 from dexndm.sim.control import ACTION_SCALE
 from dexndm.sim.grasps import GraspConfig
 from dexndm.sim.reward import RewardConfig
+from dexndm.typed_config import from_mapping
 
 #: What ``EnvConfig.ungraspable`` accepts.
 UNGRASPABLE_MODES = ("error", "skip")
@@ -154,12 +155,7 @@ def grasp_preset_overrides(name: str) -> list[str]:
 
 
 def _build(cls, data: dict, where: str):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; valid keys: {sorted(names)}")
-    data = {k: (tuple(v) if isinstance(v, list) and k in _TUPLE_KEYS else v) for k, v in data.items()}
-    return cls(**data)
+    return from_mapping(cls, data, where, _TUPLE_KEYS)
 
 
-_TUPLE_KEYS = {"object_mass", "object_friction", "kp_scale", "kd_scale", "pre_close", "squeeze", "palm_blend"}
+_TUPLE_KEYS = frozenset({"object_mass", "object_friction", "kp_scale", "kd_scale", "pre_close", "squeeze", "palm_blend"})
