@@ -25,9 +25,9 @@ def run(cfg: DictConfig | dict) -> dict:
     from dexndm.deploy.commands import make_command_source
     from dexndm.deploy.export import load_bundle
     from dexndm.deploy.hands import HandSpec, make_hand
-    from dexndm.typed_config import from_mapping
     from dexndm.deploy.loop import DeployLoop, LoopConfig
     from dexndm.deploy.recorder import SegmentRecorder, open_writer
+    from dexndm.typed_config import from_mapping
 
     cfg = to_plain(OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg)
     if not cfg.get("bundle"):
