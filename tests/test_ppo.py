@@ -404,3 +404,80 @@ def test_committed_oracles_name_every_setting_added_since_they_were_trained():
         assert now - saved == set(), f"{path}: add these to checkpoint.LEGACY_VALUES: {sorted(now - saved)}"
         checked += 1
     assert checked >= 3
+
+
+def test_batch_values_give_gae_the_values_of_its_own_two_passes(tmp_path, tiny_env_cfg):
+    """One trunk pass per frame (next values shifted, recomputed only where an episode ended or
+    the batch ends) gives GAE exactly what calling the critic on obs and next obs gives."""
+    from torchrl.objectives.value import GAE
+
+    from dexndm.rl.ppo import batch_values
+
+    cfg = tiny_cfg({**tiny_env_cfg, "episode_steps": 5}, tmp_path, iterations=1)
+    cfg["ppo"]["horizon"] = 16
+    trainer = PPOTrainer(cfg)
+    try:
+        batch = next(trainer._batches)
+        done = batch["next", "done"].squeeze(-1)
+        assert done[:, :-1].any(), "the batch should hold episode ends inside it"
+        reference = batch.clone()
+        GAE(gamma=0.99, lmbda=0.95, value_network=trainer.critic, average_gae=False)(reference)
+        fast = batch.clone()
+        with torch.no_grad():
+            batch_values(trainer.model, fast)
+            trainer.gae(fast)
+    finally:
+        trainer.close()
+    for key in ("state_value", ("next", "state_value"), "advantage", "value_target"):
+        torch.testing.assert_close(fast[key], reference[key], rtol=0, atol=1e-5, msg=str(key))
+    # a reset observation is not the terminal one: the shifted value alone would be wrong there
+    shifted = torch.cat([reference["state_value"][:, 1:], reference["state_value"][:, -1:]], 1)
+    assert not torch.allclose(shifted[:, :-1][done[:, :-1]], reference["next", "state_value"][:, :-1][done[:, :-1]])
+
+
+def test_bf16_trunk_keeps_heads_and_log_probs_in_fp32():
+    from dexndm.rl.networks import ActorCritic
+
+    torch.manual_seed(0)
+    full = ActorCritic(24, 16, PPOConfig(hidden=[64, 32]))
+    half = ActorCritic(24, 16, PPOConfig(hidden=[64, 32], precision="bf16"))
+    half.load_state_dict(full.state_dict())
+    obs = torch.randn(256, 24)
+    (loc_f, scale_f), (loc_h, scale_h) = full.policy(obs), half.policy(obs)
+    assert loc_h.dtype == scale_h.dtype == half.value(obs).dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in half.parameters())
+    gap = (loc_h - loc_f).abs().max()
+    assert 0 < gap < 0.05 * loc_f.abs().max()            # rounded in the trunk, close to fp32
+    torch.testing.assert_close(scale_h, scale_f)
+    with pytest.raises(ValueError, match="precision"):
+        PPOConfig(precision="fp16")
+
+
+def test_bf16_training_updates_and_logs_the_physics_share(tmp_path, tiny_env_cfg):
+    cfg = tiny_cfg(tiny_env_cfg, tmp_path, iterations=2)
+    cfg["ppo"]["precision"] = "bf16"
+    trainer = PPOTrainer(cfg)
+    before = trainer.model.actor_trunk[0].weight.detach().clone()
+    try:
+        trainer.run()
+        stepping = trainer.env.physics.step_seconds
+    finally:
+        trainer.close()
+    assert not torch.equal(before, trainer.model.actor_trunk[0].weight)
+    assert trainer.model.actor_trunk[0].weight.dtype == torch.float32
+    rows = read_csv(tmp_path / "metrics.csv")
+    shares = [float(r["perf/outside_physics_fraction"]) for r in rows]
+    assert all(0.0 < s < 1.0 for s in shares) and stepping > 0
+    model, meta = load_oracle(tmp_path / "checkpoints" / "last.pt")     # rebuilt as trained
+    assert meta["config"]["ppo"]["precision"] == "bf16" and model.trunk_dtype == torch.bfloat16
+
+
+def test_bench_ppo_reports_the_physics_share_of_each_phase(tmp_path, tiny_env_cfg):
+    from dexndm.bench import ppo as bench
+
+    with pytest.raises(FileNotFoundError, match="trained phase"):
+        bench.run(trained=tmp_path / "missing.pt")                 # refused before any timing
+    result = bench.run(quick=True, precision="bf16", env=tiny_env_cfg)
+    assert result["precision"] == "bf16" and "trained/outside_physics_fraction" not in result
+    assert 0.0 < result["outside_physics_fraction"] == result["fresh/outside_physics_fraction"] < 1.0
+    assert 0.0 < result["fresh/physics_fraction_of_collect"] < 1.0

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from pathlib import Path
+
+from dexndm.files import atomic_path
 
 DEFAULT_KEYS = ("reward/mean", "episode/rot_r", "episode/ttf", "reward/goal", "reward/torque", "reward/pose")
 
@@ -59,12 +60,10 @@ def append_rows(source: str | Path, target: str | Path) -> int:
             raise ValueError(f"{source} does not go on from {target}'s last iteration {last} without a gap "
                              f"(next iteration after {expected - 1} is {row['iteration']}); resume the run "
                              f"from the checkpoint that curve ends at")
-    tmp = target.with_name(target.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(target) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=header_t)  # csv's \r\n, as the run's logger writes
         writer.writeheader()
         writer.writerows(rows_t + new)
-    os.replace(tmp, target)
     return len(new)
 
 

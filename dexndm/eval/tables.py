@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from dexndm.eval.rotation import METRICS
+from dexndm.files import atomic_path
 
 #: (metric, header label, scale) per table column; scale turns fractions into percent.
 T1_METRICS = (("rot_r", "RotR ↑", 1.0), ("ttf", "TTF ↑", 1.0), ("rotp", "RotP ↓", 1.0))
@@ -191,12 +192,8 @@ def markdown(report: Mapping[str, Any], tables: list[Table]) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_report(report: Mapping[str, Any], out: str | os.PathLike, which: Iterable[str] | None = None,

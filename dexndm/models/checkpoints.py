@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from dexndm.files import atomic_path
 from dexndm.hand.constants import JOINT_NAMES
 
 
@@ -42,7 +43,6 @@ def write_checkpoint(module: Any, path: str | os.PathLike) -> str:
     ckpt: dict[str, Any] = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(ckpt)
     path = os.fspath(path)
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
     return path

@@ -14,12 +14,13 @@ stage has none and reruns; stages that write HDF5 continue their files.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from dexndm.files import atomic_path
 
 MARKER = "stage.json"
 
@@ -42,10 +43,8 @@ class _Reads(dict):
 
 def write_json(path: Path, data: Any) -> None:
     """Atomic JSON write (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 @dataclass

@@ -18,7 +18,6 @@ Keys: ``format``, ``model`` (``ActorCritic.state_dict``), ``optimizer``, ``obs_n
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import random
 from collections import OrderedDict
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from dexndm.files import atomic_path
 
 FORMAT = "dexndm.oracle.v1"
 
@@ -38,14 +39,8 @@ def save_checkpoint(path: str | Path, payload: dict) -> Path:
     """Write ``payload`` to ``path`` atomically (temp file in the same folder, then ``os.replace``)."""
     path = Path(path)
     _check_plain(payload, "checkpoint")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"format": FORMAT, **payload}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -146,7 +141,8 @@ LEGACY_VALUES = {"env.max_sag": None, "ppo.noise_correlation": 0.0, "env.gravity
                  "env.reward.tip_contact": 0.0, "env.privileged_displacement": False,
                  "env.reward.clip_backward": True, "env.reward.pose_tolerance": 0.0,
                  "env.privileged_grasp_pose": False, "env.pose_action_range": None,
-                 "env.ungraspable": "error", "env.reward.rot_gate_pose": None}
+                 "env.ungraspable": "error", "env.reward.rot_gate_pose": None,
+                 "ppo.precision": "fp32"}
 
 
 def with_legacy_values(config: dict) -> dict:

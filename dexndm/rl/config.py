@@ -20,6 +20,7 @@ from dexndm.typed_config import from_mapping
 
 ACTIVATIONS = ("elu", "relu", "tanh", "silu")
 LR_SCHEDULES = ("adaptive", "fixed")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -55,6 +56,8 @@ class PPOConfig:
                                       # dexndm/rl/exploration.py)
     log_std_min: float | None = None  # floor on the policy's log std (keeps exploration alive); None: none
     log_std_max: float | None = None  # ceiling; None: none
+    precision: str = "fp32"           # bf16: the MLP trunks run in bfloat16 autocast (weights, normalisers,
+                                      # heads, log-probs and the optimiser stay fp32; dexndm/rl/networks.py)
 
     def __post_init__(self) -> None:
         positive = ("horizon", "num_minibatches", "epochs", "lr", "kl_target", "min_lr", "max_lr", "clip",
@@ -71,6 +74,8 @@ class PPOConfig:
             raise ValueError(f"ppo.lr={self.lr} must lie in [min_lr, max_lr] = [{self.min_lr}, {self.max_lr}]")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"ppo.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"ppo.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"ppo.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         for name in ("critic_coeff", "entropy_coeff", "bounds_coeff"):

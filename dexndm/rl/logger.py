@@ -15,6 +15,7 @@ import math
 import sys
 from pathlib import Path
 
+from dexndm.files import atomic_path
 from dexndm.sim.metrics import EPISODE_METRICS
 from dexndm.sim.reward import TERMS
 
@@ -27,7 +28,7 @@ COLUMNS: tuple[str, ...] = (
     "policy/kl", "policy/kl_approx", "policy/entropy", "policy/log_std", "policy/clip_fraction",
     "policy/explained_variance", "policy/value_clip_fraction",
     "schedule/lr", "schedule/reward_alpha", "schedule/env0_resets", "schedule/gravity_scale",
-    "perf/collect_fps", "perf/update_fps", "perf/fps", "env/blowups",
+    "perf/collect_fps", "perf/update_fps", "perf/fps", "perf/outside_physics_fraction", "env/blowups",
 )
 
 
@@ -70,7 +71,7 @@ class TrainLogger:
         with open(self.csv_path, newline="") as f:
             rows = list(csv.DictReader(f))
         keep = [r for r in rows if r.get("iteration") and int(r["iteration"]) <= start_iteration]
-        with open(self.csv_path, "w", newline="") as f:
+        with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(keep)

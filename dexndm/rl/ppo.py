@@ -153,7 +153,8 @@ class PPOTrainer:
             bounds_limit=self.ppo.bounds_limit, clip_epsilon=self.ppo.clip, clip_value=self.ppo.clip_value,
             entropy_bonus=True, entropy_coeff=self.ppo.entropy_coeff, critic_coeff=self.ppo.critic_coeff,
             loss_critic_type="l2", normalize_advantage=False)
-        self.gae = GAE(gamma=self.ppo.gamma, lmbda=self.ppo.lmbda, value_network=self.critic, average_gae=False,
+        # values come from batch_values (one trunk pass per frame), not from GAE's own two passes
+        self.gae = GAE(gamma=self.ppo.gamma, lmbda=self.ppo.lmbda, value_network=None, average_gae=False,
                        device=self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.ppo.lr)
         self.schedule = AdaptiveLR(self.ppo.lr, self.ppo.kl_target, self.ppo.min_lr, self.ppo.max_lr,
@@ -288,6 +289,7 @@ class PPOTrainer:
     # ------------------------------------------------------------------ training
     def iterate(self) -> dict:
         """Collect one batch, update, return the logged row."""
+        physics_before = self.env.physics.step_seconds
         t0 = time.perf_counter()
         batch = next(self._batches)                                  # [N, T]
         t1 = time.perf_counter()
@@ -296,12 +298,14 @@ class PPOTrainer:
         t2 = time.perf_counter()
         self.iteration += 1
         self.frames += batch.numel()
-        return self._row(batch, stats, collect_s=t1 - t0, update_s=t2 - t1)
+        return self._row(batch, stats, collect_s=t1 - t0, update_s=t2 - t1,
+                         physics_s=self.env.physics.step_seconds - physics_before)
 
     def _update(self, batch) -> dict:
         ppo = self.ppo
         self.model.train()
         with torch.no_grad():
+            batch_values(self.model, batch)
             self.gae(batch)
             self.model.value_norm.update(batch["value_target"])
             if ppo.normalize_advantage:
@@ -343,7 +347,7 @@ class PPOTrainer:
         stats["kl"] = sum(epoch_kls) / len(epoch_kls)
         return stats
 
-    def _row(self, batch, stats: dict, collect_s: float, update_s: float) -> dict:
+    def _row(self, batch, stats: dict, collect_s: float, update_s: float, physics_s: float) -> dict:
         n = batch.numel()
         nxt = batch["next"]
         terms = nxt["reward_terms"].reshape(-1, len(TERMS)).mean(0).tolist()
@@ -364,7 +368,9 @@ class PPOTrainer:
             "schedule/env0_resets": int(self.env.env0_resets),
             "schedule/gravity_scale": float(self.env.gravity_scale),
             "perf/collect_fps": n / max(collect_s, 1e-9), "perf/update_fps": n / max(update_s, 1e-9),
-            "perf/fps": n / max(collect_s + update_s, 1e-9), "env/blowups": int(self.env.blowups),
+            "perf/fps": n / max(collect_s + update_s, 1e-9),
+            "perf/outside_physics_fraction": 1.0 - physics_s / max(collect_s + update_s, 1e-9),
+            "env/blowups": int(self.env.blowups),
         }
         if ended.any():
             metrics = nxt["episode_metrics"].reshape(-1, len(EPISODE_METRICS))[ended].mean(0).tolist()
@@ -415,6 +421,24 @@ class PPOTrainer:
 
     def close(self) -> None:
         self.collector.shutdown(close_env=True, raise_on_error=False)
+
+
+def batch_values(model: ActorCritic, batch) -> None:
+    """Write ``state_value`` and ``("next", "state_value")`` [N, T, 1] into a collected batch.
+
+    The next observation of step t is the observation of step t+1 unless the episode ended at t
+    (the collector reset it) or t is the last step, so the trunk runs once per frame plus once per
+    such step, instead of twice per frame (GAE's own value calls)."""
+    obs = batch["observation"]
+    values = model.value(obs.reshape(-1, obs.shape[-1])).reshape(*obs.shape[:-1], 1)
+    next_values = torch.empty_like(values)
+    next_values[:, :-1] = values[:, 1:]
+    fresh = batch["next", "done"].reshape(values.shape[:-1]).clone()
+    fresh[:, -1] = True
+    next_obs = batch["next", "observation"][fresh]
+    next_values[fresh] = model.value(next_obs)
+    batch["state_value"] = values
+    batch["next", "state_value"] = next_values
 
 
 def _versions() -> dict:

@@ -31,14 +31,13 @@ import copy
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import mujoco
 import numpy as np
 
+from dexndm.files import atomic_path
 from dexndm.hand import constants as hc
 from dexndm.hand.model import HandIndex
 from dexndm.sim import quat
@@ -217,16 +216,8 @@ def generate_grasps(
 
 def save_cache(path: Path, rows: np.ndarray, meta: dict) -> None:
     """Write atomically (temp file + rename): an interrupted run never leaves half a cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, grasps=rows, version=CACHE_VERSION, **{k: np.asarray(v) for k, v in meta.items()})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, grasps=rows, version=CACHE_VERSION, **{k: np.asarray(v) for k, v in meta.items()})
 
 
 def load_cache(path: Path) -> np.ndarray:
@@ -277,10 +268,8 @@ def ensure_cache(root: Path, domain: Domain, shape: ObjectShape, scale: float, o
                    "Loosen env.grasp (e.g. env.grasp.allow_palm_contact=true, env.grasp.min_tip_contacts=2, "
                    "a wider env.grasp.squeeze), drop this scale, or set env.ungraspable=skip to draw "
                    "another object or scale in its place (the skipped pairs are reported).")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
-        tmp.write_text(message + "\n")
-        os.replace(tmp, marker)
+        with atomic_path(marker) as tmp:
+            tmp.write_text(message + "\n")
         raise NoGraspFound(message)
     save_cache(path, rows, {"object": shape.name, "scale": scale, "orientation": orientation,
                             "gravity_dir": np.asarray(gravity_dir, dtype=float), "relaxed": relaxed,

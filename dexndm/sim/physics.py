@@ -13,6 +13,7 @@ the next control step is estimated from the last two substeps' velocities
 
 from __future__ import annotations
 
+import time
 from typing import Protocol, Sequence
 
 import mujoco
@@ -29,6 +30,7 @@ class PhysicsBackend(Protocol):
     num_envs: int
     substeps: int
     diverged: np.ndarray  # [N] bool: the last step went unstable (the env resets it)
+    step_seconds: float   # wall time spent in step() since construction (what training logs as physics)
 
     def set_models(self, env_ids: np.ndarray, models: Sequence[mujoco.MjModel]) -> None: ...
     def set_state(self, env_ids: np.ndarray, qpos: np.ndarray, qvel: np.ndarray) -> None: ...
@@ -60,6 +62,7 @@ class RolloutPhysics:
         self.state = np.zeros((self.num_envs, self.nstate))
         self.warmstart = np.zeros((self.num_envs, self.nv))
         self.diverged = np.zeros(self.num_envs, dtype=bool)  # per env: the last step blew up
+        self.step_seconds = 0.0
         self._dt = np.array([mm.opt.timestep for mm in self.models])[:, None]
         self._control = np.zeros((self.num_envs, self.substeps, self.ncontrol))
         self._states = np.empty((self.num_envs, self.substeps, self.nstate))
@@ -117,6 +120,13 @@ class RolloutPhysics:
         self.warmstart[env_ids] = 0.0
 
     def step(self, ctrl: np.ndarray, xfrc: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        start = time.perf_counter()
+        try:
+            return self._step(ctrl, xfrc)
+        finally:
+            self.step_seconds += time.perf_counter() - start
+
+    def _step(self, ctrl: np.ndarray, xfrc: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         self._control[..., :self.nu] = ctrl
         if xfrc is not None:
             self._control[..., self.nu:] = xfrc.reshape(self.num_envs, self.substeps, -1)

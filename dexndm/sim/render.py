@@ -8,12 +8,12 @@ one works here and why not, so callers and tests can skip with a clear reason.
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import mujoco
 import numpy as np
 
+from dexndm.files import atomic_path
 from dexndm.sim.physics import FULLPHYSICS
 
 
@@ -72,13 +72,11 @@ def save_video(frames: np.ndarray, path: str | Path, fps: int = 20) -> Path:
     import imageio.v3 as iio
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    if path.suffix == ".gif":
-        iio.imwrite(tmp, list(frames), extension=".gif", duration=1000.0 / fps, loop=0)
-    else:
-        iio.imwrite(tmp, frames, fps=fps)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".gif":
+            iio.imwrite(tmp, list(frames), extension=".gif", duration=1000.0 / fps, loop=0)
+        else:
+            iio.imwrite(tmp, frames, fps=fps)
     return path
 
 
