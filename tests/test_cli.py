@@ -23,7 +23,7 @@ def test_demo_app_writes_its_report(tmp_path, grasp_dir):
     assert written["config"]["domain"] == "combined"
     assert written["episodes_finished"]["ttf"]["n"] >= 2  # both envs finished a 10-step episode
     assert set(written["reward_terms"]) == {"rot", "goal", "offaxis", "lin_vel", "pose", "work", "torque", "position",
-                                            "tip_contact"}
+                                            "tip_contact", "drift"}
     assert summary["steps"] == 12
 
 

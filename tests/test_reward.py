@@ -176,3 +176,34 @@ def test_env_tip_contact_term_counts_the_grasping_fingertips(tiny_env_cfg):
     terms = dict(zip(TERMS, env.step(td)["next"]["reward_terms"].T))
     assert (terms["tip_contact"] >= 0.75).all()
     env.close()
+
+
+def test_drift_term_sees_the_creep_of_the_targets_not_a_gait_about_the_pose(tiny_env_cfg):
+    """The drift term is the squared distance of the targets' moving average from the first
+    targets: a constant creep builds it up, a back-and-forth of the same size barely does."""
+    steps, n = 8.0, 4
+    env = make_env(tiny_env_cfg, randomization={"enabled": False},
+                   reward={"drift": 1.0, "drift_steps": steps, "pose": 0.0})
+    td = env.reset()
+    first = env.control.target.copy()
+    expected = first.copy()
+    creep, gait = np.zeros(n), np.zeros(n)
+    for k in range(16):
+        action = np.zeros((n, 16))
+        action[:2, 3] = 1.0                                   # envs 0, 1: one joint creeps up
+        action[2:, 3] = 1.0 if k % 4 < 2 else -1.0            # envs 2, 3: the same joint goes back and forth
+        td["action"] = torch.as_tensor(action, dtype=torch.float32)
+        out = env.step(td)
+        expected += (env.control.target - expected) / steps
+        drift = out["next", "reward_terms"][:, TERMS.index("drift")].numpy()
+        np.testing.assert_allclose(drift, ((expected - first) ** 2).sum(-1), rtol=1e-5, atol=1e-9)
+        creep, gait = drift[:2], drift[2:]
+    assert (creep > 20 * gait).all() and (creep > 0).all()
+    # the weight enters the reward as a penalty
+    terms = {t: np.zeros(1) for t in TERMS}
+    terms["drift"] = np.array([2.0])
+    cfg = RewardConfig(drift=0.5, alive_bonus=0.0, goal_weight=0.0)
+    assert total_reward(cfg, terms, resets=1000)[0] == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="drift_steps"):
+        RewardConfig(drift_steps=0.5)
+    env.close()

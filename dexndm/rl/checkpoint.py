@@ -142,7 +142,7 @@ LEGACY_VALUES = {"env.max_sag": None, "ppo.noise_correlation": 0.0, "env.gravity
                  "env.reward.clip_backward": True, "env.reward.pose_tolerance": 0.0,
                  "env.privileged_grasp_pose": False, "env.pose_action_range": None,
                  "env.ungraspable": "error", "env.reward.rot_gate_pose": None,
-                 "ppo.precision": "fp32"}
+                 "ppo.precision": "fp32", "env.reward.drift": 0.0, "env.reward.drift_steps": 40.0}
 
 
 def with_legacy_values(config: dict) -> dict:

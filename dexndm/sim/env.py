@@ -52,7 +52,7 @@ from dexndm.sim.domain import load_domain
 from dexndm.sim.metrics import EPISODE_METRICS, EpisodeTracker
 from dexndm.sim.observations import DeployObservation, privileged_layout_of
 from dexndm.sim.physics import RolloutPhysics
-from dexndm.sim.reward import TERMS, reward_terms, total_reward
+from dexndm.sim.reward import TERMS, follow, reward_terms, total_reward
 from dexndm.sim.scene import SensorLayout, grasp_center
 from dexndm.sim.task import TaskSampler
 
@@ -124,6 +124,7 @@ class RotationEnv(EnvBase):
         self._terms = {t: np.zeros(n) for t in TERMS}
         self.episode_limit = np.full(n, self.cfg.episode_steps)   # truncation step of each current episode
         self.first_target = np.zeros((n, J))              # targets at reset: the centre of pose actions
+        self.target_average = np.zeros((n, J))            # moving average of the targets (reward.drift)
         self.relative_action = np.zeros((n, J))            # the relative action applied at the last step
 
     def _make_specs(self, n: int) -> None:
@@ -163,6 +164,7 @@ class RotationEnv(EnvBase):
         self._last_qvel[ids] = 0.0
         self.control.reset(ids, target)
         self.first_target[ids] = target
+        self.target_average[ids] = target
         self.relative_action[ids] = 0.0
         self.q_init[ids] = q
         q_meas = self.control.measure(q, self.rng)
@@ -254,9 +256,11 @@ class RotationEnv(EnvBase):
             self.axis = quat.rotation_axis(obj_quat, self.final_goal)
         goal_angle = quat.angle_between(obj_quat, self.goal)
         shift = self.shift = obj_pos - self.start_pos
+        follow(self.target_average, self.control.target, self.cfg.reward.drift_steps)
         terms = reward_terms(self.cfg.reward, angvel=angvel, linvel=linvel, axis=self.axis, q=q,
                              q_init=self.q_init, torque=torque_sub, qdot=qdot_sub, goal_angle=goal_angle,
-                             displacement=shift, tip_contacts=self._tip_contacts(last))
+                             displacement=shift, tip_contacts=self._tip_contacts(last),
+                             slow_offset=self.target_average - self.first_target)
         if not self.cfg.goal_mode:
             reached = goal_angle < np.deg2rad(self.cfg.reward.goal_threshold_deg)
             if reached.any():

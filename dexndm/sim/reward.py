@@ -3,7 +3,7 @@
     r = a_rot r_rot + a_goal r_goal + a_penalty r_penalty + a_tip r_tip + r_alive  (- drop_penalty on a drop)
     r_rot     = clip(w . k, -c, c) * gate(|p - p_0|)                 c = 0.5 (-c: see clip_backward)
     r_penalty = - a_rot |w x k|_1 - a_lin |v|^2 - a_pose |q - q_init|^2
-                - a_work |tau . qdot| - a_torque |tau|^2 - a_pos |p - p_0|
+                - a_work |tau . qdot| - a_torque |tau|^2 - a_pos |p - p_0| - a_drift |ema(a) - a_0|^2
     r_goal    = clip(g_goal / (ang_diff(p, p_goal) + eps), 0, c_goal)
                 + g_bonus [ang_diff(p, p_goal) < c_threshold]
     r_tip     = fraction of the fingertips on the object (0..1)
@@ -60,6 +60,15 @@ at 1, and earned a mean rotation term of 0.22 while the object turned at 0.06 ra
 ``clip_backward: false`` the term is min(w . k, c): turning back is paid in full, so the term
 never exceeds the true rotation rate and shaking costs.
 
+``drift`` (a_drift, ours, default 0) weighs how far the *slow* part of the joint targets has moved
+from the episode's first targets: ``|ema(a) - a_0|^2`` summed over joints (rad^2), with ema an
+exponential moving average of the targets a_t over ``drift_steps`` control steps (40: 2 s at 20 Hz).
+A finger gait moves the targets back and forth about a pose and averages out; a drift does not.
+The cuboid oracles turn fast while their targets creep towards the joint limits and stop turning
+once a third of them sit there (targets' distance from a_0: 4.5, 7.5, 8.6, 9.3 rad^2 by quarter at
+50M frames, rotation 0.61, 0.28, 0.08, 0.05 rad/s); the pose terms above tax every excursion of a
+gait as much as the creep.  The average is not observed; it is close to the observed recent targets.
+
 ``tip_contact`` (a_tip, ours, default 0) pays per step for the fraction of fingertips
 touching the object (fingertips touching each other do not count).  The rotation oracle at
 9M frames (cuboids, palm up, v5 grasps, `experiments/oracle_drops.py`) keeps 1.6 of 4 tips on
@@ -75,7 +84,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TERMS: tuple[str, ...] = ("rot", "goal", "offaxis", "lin_vel", "pose", "work", "torque", "position", "tip_contact")
+TERMS: tuple[str, ...] = ("rot", "goal", "offaxis", "lin_vel", "pose", "work", "torque", "position", "tip_contact",
+                          "drift")
 
 
 @dataclass
@@ -93,6 +103,8 @@ class RewardConfig:
     rot_gate_distance: float | None = None  # d_g, m: rotation pays less as the object leaves its start; None: off
     rot_gate_pose: float | None = None  # g_p, rad: rotation pays less as the joints leave their grasp pose; None: off
     tip_contact: float = 0.0         # a_tip, per step times the fraction of fingertips in contact (ours, see above)
+    drift: float = 0.0               # a_drift, per rad^2 the targets' moving average is from the first targets (ours)
+    drift_steps: float = 40.0        # control steps the moving average of the targets spans (its time constant)
     penalty_weight: float = 1.0      # a_penalty
     goal_weight: float = 1.0         # a_goal
     goal_gain: float = 0.5           # g_goal
@@ -115,6 +127,8 @@ class RewardConfig:
             raise ValueError(f"reward.rot_gate_distance must be > 0 (metres) or null, got {self.rot_gate_distance}")
         if self.rot_gate_pose is not None and not self.rot_gate_pose > 0:
             raise ValueError(f"reward.rot_gate_pose must be > 0 (rad) or null, got {self.rot_gate_pose}")
+        if not self.drift_steps >= 1:
+            raise ValueError(f"reward.drift_steps must be >= 1 (control steps), got {self.drift_steps}")
         if not self.pose_tolerance >= 0:
             raise ValueError(f"reward.pose_tolerance must be >= 0 (rad), got {self.pose_tolerance}")
         if self.schedule_end < self.schedule_start:
@@ -142,6 +156,7 @@ def reward_terms(
     goal_angle: np.ndarray,  # [N] angle (rad) between object and goal orientation
     displacement: np.ndarray,  # [N, 3] object position minus its position at reset, m
     tip_contacts: np.ndarray,  # [N, F] bool, fingertip f touches the object
+    slow_offset: np.ndarray | None = None,  # [N, 16] moving average of the targets minus the first targets, rad
 ) -> dict[str, np.ndarray]:
     """Unweighted terms ([N] each); penalties are positive magnitudes."""
     w_dot_k = (angvel * axis).sum(-1)
@@ -163,7 +178,14 @@ def reward_terms(
         "torque": (torque ** 2).sum(-1).mean(-1),
         "position": distance,
         "tip_contact": np.asarray(tip_contacts, dtype=float).mean(-1),
+        "drift": np.zeros(len(q)) if slow_offset is None else (slow_offset ** 2).sum(-1),
     }
+
+
+def follow(average: np.ndarray, value: np.ndarray, steps: float) -> np.ndarray:
+    """One step of an exponential moving average over ``steps`` steps (in place; returns it)."""
+    average += (value - average) / steps
+    return average
 
 
 def total_reward(cfg: RewardConfig, terms: dict[str, np.ndarray], resets: int,
@@ -173,7 +195,8 @@ def total_reward(cfg: RewardConfig, terms: dict[str, np.ndarray], resets: int,
     rot_w = cfg.rot_weight * (s if "rot" in cfg.schedule_targets else 1.0)
     off_w = cfg.offaxis * (s if "offaxis" in cfg.schedule_targets else 1.0)
     penalty = (off_w * terms["offaxis"] + cfg.lin_vel * terms["lin_vel"] + cfg.pose * terms["pose"]
-               + cfg.work * terms["work"] + cfg.torque * terms["torque"] + cfg.position * terms["position"])
+               + cfg.work * terms["work"] + cfg.torque * terms["torque"] + cfg.position * terms["position"]
+               + cfg.drift * terms["drift"])
     reward = (rot_w * terms["rot"] + cfg.goal_weight * terms["goal"] + cfg.tip_contact * terms["tip_contact"]
               - cfg.penalty_weight * penalty)
     if dropped is None:
