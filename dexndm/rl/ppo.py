@@ -5,8 +5,9 @@ MuJoCo rotation environment.  Each iteration: TorchRL's ``Collector`` runs the
 stochastic policy for ``horizon`` steps in every environment (auto-reset, env on CPU,
 networks on ``device``); ``batch_values`` evaluates the critic once per frame and ``GAE``
 computes advantages and value targets from those values (time-outs bootstrap, drops do
-not); the value normaliser folds in the new targets; then ``epochs`` passes of ``num_minibatches`` minibatches of ``OraclePPOLoss`` with Adam,
-gradient clipping and Hora's KL-adaptive learning rate; finally the observation
+not); the value normaliser folds in the new targets; then ``epochs`` passes of
+``num_minibatches`` minibatches of ``OraclePPOLoss`` with Adam, gradient clipping and
+Hora's KL-adaptive learning rate; finally the observation
 normaliser folds in the batch (so the update itself starts from the behaviour policy).
 
 Exact resume.  The physics state of hundreds of environments is not checkpointed.
