@@ -479,5 +479,6 @@ def test_bench_ppo_reports_the_physics_share_of_each_phase(tmp_path, tiny_env_cf
         bench.run(trained=tmp_path / "missing.pt")                 # refused before any timing
     result = bench.run(quick=True, precision="bf16", env=tiny_env_cfg)
     assert result["precision"] == "bf16" and "trained/outside_physics_fraction" not in result
+    assert result["device"] != "auto" and result["horizon"] == 32        # what ran, resolved
     assert 0.0 < result["outside_physics_fraction"] == result["fresh/outside_physics_fraction"] < 1.0
     assert 0.0 < result["fresh/physics_fraction_of_collect"] < 1.0

@@ -30,7 +30,8 @@ from dexndm.rl.checkpoint import from_json, load_checkpoint, with_legacy_values
 TRAINED_ORACLE = Path(__file__).resolve().parents[2] / "checkpoints/oracle/cylinders_palm_up_z_tip/last.pt"
 
 
-def _phase(env: dict, ppo: dict, init_from: str | None, device: str, iters: int) -> dict:
+def _phase(env: dict, ppo: dict, init_from: str | None, device: str, iters: int) -> tuple[dict, dict]:
+    """Timings of ``iters`` iterations after a warm-up, and what ran them (horizon, resolved device)."""
     from dexndm.rl.ppo import PPOTrainer
 
     with tempfile.TemporaryDirectory() as out:
@@ -55,10 +56,10 @@ def _phase(env: dict, ppo: dict, init_from: str | None, device: str, iters: int)
         finally:
             trainer.close()
     frames = iters * per_batch
-    return {"collect_frames_per_s": frames / collect, "update_frames_per_s": frames / update,
-            "frames_per_s": frames / wall, "outside_physics_fraction": 1.0 - inside / wall,
-            "physics_fraction_of_collect": inside / collect, "episodes_per_iteration": episodes / iters,
-            "horizon": trainer.ppo.horizon}
+    timings = {"collect_frames_per_s": frames / collect, "update_frames_per_s": frames / update,
+               "frames_per_s": frames / wall, "outside_physics_fraction": 1.0 - inside / wall,
+               "physics_fraction_of_collect": inside / collect, "episodes_per_iteration": episodes / iters}
+    return timings, {"horizon": trainer.ppo.horizon, "device": str(trainer.device)}
 
 
 def run(quick: bool = False, num_envs: int = 256, iterations: int = 3, device: str = "auto",
@@ -68,18 +69,19 @@ def run(quick: bool = False, num_envs: int = 256, iterations: int = 3, device: s
     n, iters = (32, 2) if quick else (num_envs, iterations)
     fresh_env = {"num_envs": n, "nthread": 2, "object_set": "cylinders", "wrist": "palm_up", "axes": "+z",
                  **(env or {})}
-    result = {"num_envs": fresh_env["num_envs"], "iterations": iters, "precision": precision,
-              "device": device, "torch_threads": torch.get_num_threads()}
     path = Path(trained)
     if not quick and not path.exists():
         raise FileNotFoundError(f"bench ppo: no oracle at {path} for the trained phase; pass trained=PATH "
                                 "(a dexndm oracle checkpoint) or run with quick=True")
-    phases = {"fresh": _phase(fresh_env, {"precision": precision}, None, device, iters)}
+    fresh, ran = _phase(fresh_env, {"precision": precision}, None, device, iters)
+    result = {"num_envs": fresh_env["num_envs"], "iterations": iters, "precision": precision, **ran,
+              "torch_threads": torch.get_num_threads()}
+    phases = {"fresh": fresh}
     if not quick:
         saved = with_legacy_values(from_json(load_checkpoint(path)["config"]))
-        env = {**saved["env"], "num_envs": n, "nthread": 2}
-        ppo = {**saved["ppo"], "precision": precision}
-        phases["trained"] = _phase(env, ppo, str(path), device, iters)
+        trained_env = {**saved["env"], "num_envs": n, "nthread": 2}
+        trained_ppo = {**saved["ppo"], "precision": precision}
+        phases["trained"], _ = _phase(trained_env, trained_ppo, str(path), device, iters)
         result["trained_oracle"] = str(path)
     for name, values in phases.items():
         result.update({f"{name}/{key}": value for key, value in values.items()})
