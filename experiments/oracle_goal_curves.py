@@ -28,7 +28,8 @@ LINEAGES = {
     "palm up, cylinders": [("oracle_cylinders_palm_up_z_tip/metrics.csv", None)],
     "palm down, cylinders": [("oracle_cylinders_palm_up_z_tip/metrics.csv", "cylinders_palm_down_z_from_tip27"),
                              ("oracle_cylinders_palm_down_z/from_tip27/metrics.csv", None)],
-    "palm up, cuboids": [("oracle_cuboids_palm_up_z/hard_draws/metrics.csv", None)],
+    "palm up, cuboids": [("oracle_cuboids_palm_up_z/hard_draws/metrics.csv", "cuboids_palm_up_z_drift_from25"),
+                         ("oracle_cuboids_palm_up_z/drift_from25/metrics.csv", None)],
     "palm down, cuboids": [("oracle_cuboids_palm_up_z/hard_draws/metrics.csv", "cuboids_palm_down_z_from_up25"),
                            ("oracle_cuboids_palm_down_z/from_up25/metrics.csv", None)],
 }
