@@ -18,7 +18,7 @@ from tests.test_ppo import TINY_PPO, tiny_cfg
 def _noise_sequence(beta: float, steps: int = 400, envs: int = 64, act_dim: int = 8) -> torch.Tensor:
     """Standardised exploration noise (action - loc) / scale over ``steps`` calls, [T, N, A]."""
     torch.manual_seed(0)
-    ac = ActorCritic(5, act_dim, PPOConfig(hidden=[16], init_log_std=-0.5))
+    ac = ActorCritic(5, act_dim, PPOConfig(hidden=[16], init_log_std=-0.5, precision="fp32"))
     explorer = CorrelatedNoiseActor(ac, beta)
     obs = torch.randn(envs, 5)
     out = []
@@ -37,7 +37,7 @@ def test_noise_has_unit_marginal_and_the_stated_step_correlation(beta):
 
 
 def test_log_prob_is_the_policy_gaussian_of_the_taken_action():
-    ac = ActorCritic(5, 4, PPOConfig(hidden=[16]))
+    ac = ActorCritic(5, 4, PPOConfig(hidden=[16], precision="fp32"))
     explorer = CorrelatedNoiseActor(ac, 0.8)
     td = explorer(TensorDict({"observation": torch.randn(3, 5)}, batch_size=[3]))
     expected = torch.distributions.Normal(td["loc"], td["scale"]).log_prob(td["action"]).sum(-1)

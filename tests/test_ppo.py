@@ -353,7 +353,7 @@ def test_init_from_warm_starts_weights_but_not_counters(tmp_path, tiny_env_cfg):
 def test_log_std_bounds_clamp_the_policy_scale():
     from dexndm.rl.networks import ActorCritic
 
-    cfg = PPOConfig(hidden=[8], log_std_min=-0.5, log_std_max=0.2)
+    cfg = PPOConfig(hidden=[8], log_std_min=-0.5, log_std_max=0.2, precision="fp32")
     ac = ActorCritic(5, 3, cfg)
     with torch.no_grad():
         ac.log_std.copy_(torch.tensor([-3.0, 0.0, 3.0]))
@@ -414,7 +414,7 @@ def test_batch_values_give_gae_the_values_of_its_own_two_passes(tmp_path, tiny_e
     from dexndm.rl.ppo import batch_values
 
     cfg = tiny_cfg({**tiny_env_cfg, "episode_steps": 5}, tmp_path, iterations=1)
-    cfg["ppo"]["horizon"] = 16
+    cfg["ppo"].update(horizon=16, precision="fp32")     # exact: bf16 products round by batch shape
     trainer = PPOTrainer(cfg)
     try:
         batch = next(trainer._batches)
@@ -439,7 +439,7 @@ def test_bf16_trunk_keeps_heads_and_log_probs_in_fp32():
     from dexndm.rl.networks import ActorCritic
 
     torch.manual_seed(0)
-    full = ActorCritic(24, 16, PPOConfig(hidden=[64, 32]))
+    full = ActorCritic(24, 16, PPOConfig(hidden=[64, 32], precision="fp32"))
     half = ActorCritic(24, 16, PPOConfig(hidden=[64, 32], precision="bf16"))
     half.load_state_dict(full.state_dict())
     obs = torch.randn(256, 24)
@@ -451,6 +451,33 @@ def test_bf16_trunk_keeps_heads_and_log_probs_in_fp32():
     torch.testing.assert_close(scale_h, scale_f)
     with pytest.raises(ValueError, match="precision"):
         PPOConfig(precision="fp16")
+
+
+def test_auto_precision_follows_the_hardware_and_a_resume_keeps_the_checkpoints(tmp_path, tiny_env_cfg,
+                                                                                monkeypatch):
+    from dexndm.rl import config as ppo_config
+    from dexndm.rl.networks import ActorCritic
+
+    cpu = torch.device("cpu")
+    assert PPOConfig().precision == "auto"
+    with pytest.raises(ValueError, match="resolve 'auto'"):
+        ActorCritic(5, 3, PPOConfig(hidden=[8]))                # never a silent fp32
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(ppo_config, "native_bf16", lambda device, native=native: native)
+        assert ppo_config.resolve_precision("auto", cpu) == expected
+        assert ppo_config.resolve_precision("fp32", cpu) == "fp32"       # an explicit choice stands
+        trainer = PPOTrainer(tiny_cfg(tiny_env_cfg, tmp_path / expected, iterations=1))
+        trainer.close()
+        assert trainer.ppo.precision == trainer.cfg["ppo"]["precision"] == expected
+        assert trainer.model.trunk_dtype == (torch.bfloat16 if native else None)
+    # an fp32 run resumed under auto on bf16 hardware stays fp32: resume goes on as the run did
+    train(tiny_cfg(dict(tiny_env_cfg), tmp_path / "run", iterations=1, ppo=dict(TINY_PPO, precision="fp32")))
+    monkeypatch.setattr(ppo_config, "native_bf16", lambda device: True)
+    trainer = PPOTrainer(tiny_cfg(tiny_env_cfg, tmp_path / "run", iterations=2))
+    trainer.close()
+    assert trainer.resumed_from is not None and trainer.ppo.precision == "fp32"
+    with pytest.raises(ValueError, match="ppo.precision"):      # an explicit other precision is a changed config
+        PPOTrainer(tiny_cfg(tiny_env_cfg, tmp_path / "run", iterations=2, ppo=dict(TINY_PPO, precision="bf16")))
 
 
 def test_bf16_training_updates_and_logs_the_physics_share(tmp_path, tiny_env_cfg):

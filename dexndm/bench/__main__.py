@@ -18,8 +18,9 @@ def main() -> int:
     parser.add_argument("what", choices=sorted(BENCHMARKS))
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
-                        help="ppo only: ppo.precision of the timed training (default fp32)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                        help="ppo only: ppo.precision of the timed training (default auto, as training: bf16 "
+                             "where the device computes it natively)")
     args = parser.parse_args(sys.argv[1:])
     if args.precision is not None and args.what != "ppo":
         parser.error("--precision applies to `dexndm bench ppo` only")

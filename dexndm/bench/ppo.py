@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from dexndm.rl.checkpoint import from_json, load_checkpoint, with_legacy_values
+from dexndm.rl.config import resolve_precision
 
 #: The oracle the trained phase continues (its env config is used as trained).
 TRAINED_ORACLE = Path(__file__).resolve().parents[2] / "checkpoints/oracle/cylinders_palm_up_z_tip/last.pt"
@@ -63,9 +64,12 @@ def _phase(env: dict, ppo: dict, init_from: str | None, device: str, iters: int)
 
 
 def run(quick: bool = False, num_envs: int = 256, iterations: int = 3, device: str = "auto",
-        precision: str = "fp32", trained: str | Path = TRAINED_ORACLE, env: dict | None = None) -> dict:
-    """Both phases at ``ppo.precision=precision``; ``quick``: 32 envs, 2 iterations, fresh phase only;
-    ``env`` overrides the fresh phase's env settings."""
+        precision: str = "auto", trained: str | Path = TRAINED_ORACLE, env: dict | None = None) -> dict:
+    """Both phases at ``ppo.precision=precision`` (``auto`` resolved as training resolves it); ``quick``: 32
+    envs, 2 iterations, fresh phase only; ``env`` overrides the fresh phase's env settings."""
+    from dexndm.rl.ppo import resolve_device
+
+    precision = resolve_precision(precision, resolve_device(device))
     n, iters = (32, 2) if quick else (num_envs, iterations)
     fresh_env = {"num_envs": n, "nthread": 2, "object_set": "cylinders", "wrist": "palm_up", "axes": "+z",
                  **(env or {})}

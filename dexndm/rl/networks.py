@@ -5,10 +5,11 @@ The policy outputs a diagonal Gaussian over the relative joint-target action
 a_{t-1} + Delta a_t / 24).  As in Hora: an ELU MLP trunk [512, 256, 128] shared by a
 linear mean head and a linear value head, and a learnable state-independent log-std.
 
-``ppo.precision=bf16`` runs the trunks' matrix products in bfloat16 autocast (about twice as
-fast as fp32 on CPUs with AVX512-BF16 or AMX, and on GPUs).  The normalisers run before the trunk
-and the mean, value and log-std heads after it in fp32, so log-probabilities, the PPO ratio and
-the KL keep fp32 precision (bf16 log-probs summed over 16 joints would be off by ~0.1).
+``ppo.precision=bf16`` runs the trunks' matrix products in bfloat16 autocast (the update 1.4-1.7x
+faster than fp32 on an AVX512-BF16 CPU); ``auto``, the default, picks it where the device computes it
+natively (``resolve_precision``, which the trainer applies before building the model).  The normalisers
+run before the trunk and the mean, value and log-std heads after it in fp32, so log-probabilities, the PPO
+ratio and the KL keep fp32 precision (bf16 log-probs summed over 16 joints would be off by ~0.1).
 
 ``ActorCritic`` owns every parameter and buffer (observation and value normalisers
 included), so one ``state_dict`` rebuilds the whole policy.  ``make_actor`` and
@@ -58,6 +59,9 @@ class ActorCritic(nn.Module):
         # one sign (motion penalties: down; an entropy bonus: up); bounds stop it where set.
         self.log_std_bounds = (cfg.log_std_min, cfg.log_std_max)
         self._trunk_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        if cfg.precision not in ("fp32", "bf16"):
+            raise ValueError(f"ActorCritic needs ppo.precision fp32 or bf16, got {cfg.precision!r}: resolve 'auto' "
+                             "for the device first (dexndm.rl.config.resolve_precision)")
         self.trunk_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
         # small initial mean: the first policy acts near zero (the grasp's targets)
         nn.init.normal_(self.mu.weight, std=0.01)

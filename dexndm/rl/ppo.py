@@ -43,7 +43,7 @@ from dexndm.hand import constants as hc
 from dexndm.rl.checkpoint import (capture_rng, from_json, lineage_frames, load_checkpoint, restore_rng,
                                   save_checkpoint, to_json, with_legacy_values)
 from dexndm.conf import to_plain
-from dexndm.rl.config import PPOConfig
+from dexndm.rl.config import PPOConfig, resolve_precision
 from dexndm.rl.exploration import CorrelatedNoiseActor
 from dexndm.rl.graceful_stop import GracefulStop
 from dexndm.rl.logger import TrainLogger
@@ -135,6 +135,7 @@ class PPOTrainer:
         self.resumed_from: str | None = None
         self.initialised_from: str | None = None
         ckpt = self._find_checkpoint()
+        self.ppo.precision = self.cfg["ppo"]["precision"] = resolve_precision(self.ppo.precision, self.device)
 
         torch.manual_seed(self.run_cfg.seed)
         self.env = make_env(self.cfg["env"])
@@ -197,6 +198,8 @@ class PPOTrainer:
         ckpt = load_checkpoint(path, map_location=self.device)
         # a setting added to the code since the checkpoint counts as what the code did before it
         saved = _flatten(with_legacy_values(from_json(ckpt["config"])))
+        if self.ppo.precision == "auto":    # a resumed run keeps the precision it was trained in
+            self.ppo.precision = self.cfg["ppo"]["precision"] = saved["ppo.precision"]
         now = _flatten(self.cfg)
         diff = sorted(k for k in set(saved) | set(now) if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k))
         if diff:
