@@ -286,8 +286,11 @@ def test_the_gait_recipe_is_the_long_command_line_it_replaces():
         by_recipe = compose(config_name="train_oracle", overrides=[*task, "recipe=gait", "env.reward.position=5"])
         by_hand = compose(config_name="train_oracle", overrides=[*task, *long, "env.reward.position=5"])
         default = compose(config_name="train_oracle", overrides=task)
+        drift = compose(config_name="train_oracle", overrides=[*task, "recipe=gait_drift", "env.reward.position=5"])
     assert by_recipe == by_hand                            # and command-line keys still win over the recipe
     assert by_recipe.env.reward.position == 5 and by_recipe.env != default.env
+    by_recipe.env.reward.drift = 0.03                      # gait_drift is gait plus the drift penalty, nothing else
+    assert drift == by_recipe and default.env.reward.drift == 0.0
 
 
 @pytest.mark.parametrize("app", ["eval", "pipeline"])
