@@ -422,8 +422,12 @@ def test_validate_reports_each_corruption(valid_file, edit, index, field, words)
 
 def test_validate_tolerates_tiny_limit_excursions(valid_file):
     with h5py.File(valid_file, "r+") as f:
-        f[f"traj/{S.group_name(0)}/q"][0, 12] = hc.JOINT_UPPER[12] + S.LIMIT_TOLERANCE / 2
+        f[f"traj/{S.group_name(0)}/q"][0, 12] = hc.JOINT_UPPER[12] + S.MEASURED_LIMIT_TOLERANCE / 2   # a soft limit
+        f[f"traj/{S.group_name(0)}/target"][0, 12] = hc.JOINT_UPPER[12] + S.LIMIT_TOLERANCE / 2
     assert validate(valid_file) == []
+    with h5py.File(valid_file, "r+") as f:        # as far out, a command is wrong: the env clips them
+        f[f"traj/{S.group_name(0)}/target"][0, 12] = hc.JOINT_UPPER[12] + S.MEASURED_LIMIT_TOLERANCE / 2
+    assert [p.field for p in validate(valid_file)] == ["target"]
 
 
 @pytest.mark.parametrize("edit, words", [

@@ -31,8 +31,12 @@ from dexndm.hand import constants as hc
 SCHEMA_VERSION = 1
 TRAJ_GROUP = "traj"
 COMPLETE_ATTR = "complete"
-#: Tolerance (radians) for joint positions/targets outside the joint limits.
+#: Tolerance (radians) for commanded joint targets outside the joint limits (the env clips them to the limits).
 LIMIT_TOLERANCE = 0.02
+#: Tolerance (radians) for measured joint positions: MuJoCo's joint limits are soft and a loaded joint passes them
+#: (0.023 rad in 1 of 385 rollouts of the released oracles, 2026-12-07), as a motor under load passes its
+#: software limit. Wrong units or joint order put values far further out.
+MEASURED_LIMIT_TOLERANCE = 0.1
 #: Tolerance on the norm of unit vectors (axis, gravity direction, quaternions).
 NORM_TOLERANCE = 1e-3
 
@@ -86,6 +90,9 @@ REQUIRED: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
 #: Datasets whose columns are joints (checked against the joint limits where positions).
 JOINT_FIELDS: tuple[str, ...] = ("q", "target", "action", "initial_target")
 LIMITED_FIELDS: tuple[str, ...] = ("q", "target", "initial_target")
+#: Tolerance beyond the joint limits of each limited field (radians).
+LIMIT_TOLERANCES: dict[str, float] = {"q": MEASURED_LIMIT_TOLERANCE, "target": LIMIT_TOLERANCE,
+                                      "initial_target": LIMIT_TOLERANCE}
 
 
 @dataclass(frozen=True)

@@ -48,12 +48,13 @@ def _where(name: str, flat_pos: tuple[int, ...]) -> str:
 
 
 def _limit_problems(index: int, name: str, x: np.ndarray) -> list[Problem]:
-    """One problem per joint whose values leave [lower, upper] by more than LIMIT_TOLERANCE."""
+    """One problem per joint whose values leave [lower, upper] by more than the field's tolerance."""
+    tolerance = S.LIMIT_TOLERANCES[name]
     with np.errstate(invalid="ignore"):
         over = x - hc.JOINT_UPPER                  # > 0 above the upper limit ([T, 16])
         under = hc.JOINT_LOWER - x                 # > 0 below the lower limit
         excess = np.fmax(over, under)              # NaN only where x is NaN (reported elsewhere)
-        outside = excess > S.LIMIT_TOLERANCE
+        outside = excess > tolerance
     out = []
     for j in np.flatnonzero(outside.any(axis=0)):
         t = int(np.nanargmax(excess[:, j]))
@@ -63,7 +64,7 @@ def _limit_problems(index: int, name: str, x: np.ndarray) -> list[Problem]:
                                         f"[{hc.JOINT_LOWER[j]:.3f}, {hc.JOINT_UPPER[j]:.3f}] in "
                                         f"{int(outside[:, j].sum())} samples: worst {excess[t, j]:.3f} rad {side} "
                                         f"limit {limit:.3f} at t={t} (value {x[t, j]:.3f}; tolerance "
-                                        f"{S.LIMIT_TOLERANCE} rad)"))
+                                        f"{tolerance} rad)"))
     return out
 
 
