@@ -30,8 +30,9 @@ LINEAGES = {
                              ("oracle_cylinders_palm_down_z/from_tip27/metrics.csv", None)],
     "palm up, cuboids": [("oracle_cuboids_palm_up_z/hard_draws/metrics.csv", "cuboids_palm_up_z_drift_from25"),
                          ("oracle_cuboids_palm_up_z/drift_from25/metrics.csv", None)],
-    "palm down, cuboids": [("oracle_cuboids_palm_up_z/hard_draws/metrics.csv", "cuboids_palm_down_z_from_up25"),
-                           ("oracle_cuboids_palm_down_z/from_up25/metrics.csv", None)],
+    "palm down, cuboids": [("oracle_cuboids_palm_up_z/hard_draws/metrics.csv", "cuboids_palm_up_z_drift_from25"),
+                           ("oracle_cuboids_palm_up_z/drift_from25/metrics.csv", "cuboids_palm_down_z_drift"),
+                           ("oracle_cuboids_palm_down_z/drift/metrics.csv", None)],
 }
 
 
@@ -43,8 +44,16 @@ def branch_frames(child: str | None) -> float | None:
 
 
 def lineage_curves(root: Path = HERE) -> dict[str, dict[str, list[float]]]:
-    return {goal: stitch([(read_metrics(root / csv), branch_frames(child)) for csv, child in segments])
-            for goal, segments in LINEAGES.items()}
+    curves = {}
+    for goal, segments in LINEAGES.items():
+        parts, before = [], 0.0          # a branch point counts the lineage; each curve counts its own run
+        for csv, child in segments:
+            cut = branch_frames(child)
+            if cut is not None:
+                cut, before = cut - before, cut
+            parts.append((read_metrics(root / csv), cut))
+        curves[goal] = stitch(parts)
+    return curves
 
 
 def trailing_means(metrics: dict[str, list[float]], keys, frames: float) -> dict[str, float]:
