@@ -89,10 +89,10 @@ TRAJ_ATTRS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kind == "attr")
 REQUIRED: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
 #: Datasets whose columns are joints (checked against the joint limits where positions).
 JOINT_FIELDS: tuple[str, ...] = ("q", "target", "action", "initial_target")
-LIMITED_FIELDS: tuple[str, ...] = ("q", "target", "initial_target")
-#: Tolerance beyond the joint limits of each limited field (radians).
+#: The joint-position fields checked against the joint limits, each with its tolerance beyond them (radians).
 LIMIT_TOLERANCES: dict[str, float] = {"q": MEASURED_LIMIT_TOLERANCE, "target": LIMIT_TOLERANCE,
                                       "initial_target": LIMIT_TOLERANCE}
+LIMITED_FIELDS: tuple[str, ...] = tuple(LIMIT_TOLERANCES)
 
 
 @dataclass(frozen=True)

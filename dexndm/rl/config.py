@@ -27,8 +27,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 matrix products natively: a CUDA GPU that supports them, or a
-    CPU with AVX512-BF16 or AMX (the PPO update ran 1.4-1.7x faster in bf16 on an AVX512-BF16 CPU,
-    ``experiments/ppo_precision``)."""
+    CPU with AVX512-BF16 or AMX (what bf16 buys: ``dexndm/rl/networks.py``)."""
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
